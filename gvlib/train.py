@@ -1,0 +1,561 @@
+"""Training loop of the course: `fit` a model by mini-batch Adam, `save`/`load` checkpoints, the IWAE lr schedule.
+
+    history = fit(model, lambda m, batch: -m.elbo(batch[0]).mean(), x_train, epochs=30, valid=x_valid)
+
+`loss_fn(model, batch)` gets the tuple of tensors a `gvlib.data.loader` yields (use `batch[0]`) and returns
+a scalar tensor, or a dict of scalars with key "loss" plus extra terms to log ({"loss": -elbo, "rec": ..., "kl": ...}).
+Batches are moved to the device of the model's parameters; nothing here assumes cpu or cuda.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import pickle
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["History", "CheckpointError", "fit", "save", "load", "iwae_schedule",
+           "IWAE_STAGES", "IWAE_EPOCHS", "IWAE_ADAM"]
+
+IWAE_STAGES = 8
+"""Burda et al. (2016), sec. 5: stage i = 0..7 runs 3**i epochs at lr 1e-3 * 10**(-i/7)."""
+IWAE_EPOCHS = sum(3 ** i for i in range(IWAE_STAGES))  # 3280
+IWAE_ADAM = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-4}
+"""Adam's settings in the IWAE paper: `torch.optim.Adam(model.parameters(), **IWAE_ADAM)`."""
+
+_CHECKPOINT_FORMAT = "gvlib-checkpoint-1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read, or that does not fit the model it is loaded into."""
+
+
+# --------------------------------------------------------------------------------------------- history
+@dataclass
+class History:
+    """Per-epoch record of a `fit` run; `h["train"]`, `h["valid"]`, `h["kl"]` (train term), `h["valid_kl"]`."""
+
+    epoch: list = field(default_factory=list)        # 1, 2, ... (epochs completed)
+    train: list = field(default_factory=list)        # mean training loss per epoch (over examples)
+    valid: list | None = None                        # mean validation loss per epoch, None without valid data
+    time: list = field(default_factory=list)         # seconds of the training pass of each epoch
+    lr: list = field(default_factory=list)           # learning rate of the first param group in each epoch
+    train_terms: dict = field(default_factory=dict)  # extra terms of a dict loss, e.g. {"rec": [...], "kl": [...]}
+    valid_terms: dict = field(default_factory=dict)  # the same terms on the validation data
+    best_epoch: int | None = None                    # epoch (1-based) of the lowest valid loss, None without valid
+    stopped_early: bool = False                      # True when `patience` (or a callback) ended the run
+    label: str | None = None                         # a name for legends (plot_history uses it)
+
+    def __len__(self) -> int:
+        """Number of completed epochs."""
+        return len(self.epoch)
+
+    def keys(self) -> list:
+        """Names accepted by `h[name]`: train, valid, time, lr, epoch, each term and valid_<term>."""
+        names = ["epoch", "train"] + (["valid"] if self.valid is not None else []) + ["time", "lr"]
+        return names + list(self.train_terms) + [f"valid_{k}" for k in self.valid_terms]
+
+    def __getitem__(self, name: str) -> list:
+        """The per-epoch list called `name` ("train", "valid", "kl", "train_kl", "valid_kl", "lr", ...)."""
+        if name in ("epoch", "train", "valid", "time", "lr"):
+            return getattr(self, name)
+        if name == "loss":
+            return self.train
+        if name in self.train_terms:
+            return self.train_terms[name]
+        for prefix, terms in (("train_", self.train_terms), ("valid_", self.valid_terms)):
+            if name.startswith(prefix) and name[len(prefix):] in terms:
+                return terms[name[len(prefix):]]
+        raise KeyError(f"History has no {name!r}; it has {self.keys()}")
+
+    @property
+    def best_valid(self) -> float | None:
+        """The lowest validation loss, or None without validation data."""
+        return min(self.valid) if self.valid else None
+
+    def as_dict(self) -> dict:
+        """Plain dict of lists (torch.save- and json-friendly); `History.from_dict` inverts it."""
+        return {f.name: _plain_copy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        """A History from `as_dict()`'s output."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _plain_copy(v) for k, v in d.items() if k in names})
+
+    def __repr__(self) -> str:
+        if not self.epoch:
+            return "History(0 epochs)"
+        text = f"History({len(self)} epochs, train {self.train[0]:.4g} -> {self.train[-1]:.4g}"
+        if self.valid:
+            text += f", valid {self.valid[-1]:.4g} (best {self.best_valid:.4g} at epoch {self.best_epoch})"
+        if self.stopped_early:
+            text += ", stopped early"
+        return text + f", {sum(self.time):.1f} s)"
+
+
+def _plain_copy(v):
+    if isinstance(v, dict):
+        return {k: _plain_copy(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain_copy(x) for x in v]
+    return v
+
+
+# --------------------------------------------------------------------------------------------- schedule
+def iwae_schedule(total_epochs: int = IWAE_EPOCHS) -> Callable[[int], float]:
+    """lr multiplier 10^(-i/7) for epoch e (0-based) in stage i = 0..7 of 3^i epochs (IWAE paper), scaled to `total_epochs`.
+
+    Burda et al. (2016) train with Adam (`IWAE_ADAM`: lr 1e-3, betas (0.9, 0.999), eps 1e-4) for
+    sum_i 3^i = 3280 epochs: 1 epoch at 1e-3, 3 at 1e-3 * 10^(-1/7), ..., 2187 at 1e-3 * 10^(-1).
+    With `total_epochs` = T the stage boundaries are scaled by T / 3280 and rounded, so the stages keep their
+    proportions; for small T the first (short) stages get no epoch at all and training starts at a lower lr
+    (T = 30: stages 4..7 get 1, 2, 7, 20 epochs). Use `fit(..., lr=1e-3, schedule=iwae_schedule(T))`.
+    The returned function has `.stages`: a list of (first_epoch, n_epochs, multiplier), one per stage.
+    """
+    if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
+        raise ValueError(f"total_epochs must be a positive int, got {total_epochs!r}")
+    ends, cum = [], 0
+    for i in range(IWAE_STAGES):
+        cum += 3 ** i
+        ends.append(round(cum * total_epochs / IWAE_EPOCHS))  # exact integers when total_epochs = 3280
+    starts = [0] + ends[:-1]
+    factors = [10.0 ** (-i / 7) for i in range(IWAE_STAGES)]
+    stages = [(s, e - s, f) for s, e, f in zip(starts, ends, factors)]
+
+    def multiplier(epoch: int) -> float:
+        for _, end, f in zip(starts, ends, factors):
+            if epoch < end:
+                return f
+        return factors[-1]  # epochs past the end keep the last stage's rate
+
+    multiplier.stages = stages
+    multiplier.total_epochs = total_epochs
+    multiplier.__doc__ = f"IWAE lr multiplier for epoch (0-based) of a {total_epochs}-epoch run: {stages}."
+    return multiplier
+
+
+# --------------------------------------------------------------------------------------------- save / load
+def _model_device(model: nn.Module) -> torch.device | None:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return None
+
+
+def _check_plain(value, where: str) -> None:
+    """Raise TypeError unless `value` is made of tensors, numbers, strings, None, lists, tuples and str-keyed dicts."""
+    if value is None or type(value) in (bool, int, float, str) or isinstance(value, (torch.Tensor, torch.dtype)):
+        return  # exact types: a str subclass (torch.__version__) would not load with weights_only=True
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where} has a key {k!r} of type {type(k).__name__}; keys must be str or int")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    raise TypeError(f"{where} is a {type(value).__name__}; a checkpoint holds only tensors, numbers, strings, "
+                    "None, lists, tuples and dicts (so torch.load(weights_only=True) can read it back)")
+
+
+def _model_config(model: nn.Module):
+    config = getattr(model, "config", None)
+    if callable(config):
+        config = config()
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    if config is not None:
+        _check_plain(config, f"{type(model).__name__}.config")
+    return config
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half of one
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save(model: nn.Module, path, **extra) -> Path:
+    """Write {state_dict, class, model.config, gvlib version, **extra} to `path` atomically (tmp + os.replace) -> path."""
+    from gvlib import __version__
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"save expects an nn.Module, got {type(model).__name__}")
+    _check_plain(extra, "save(**extra)")
+    obj = {
+        "format": _CHECKPOINT_FORMAT,
+        "class": type(model).__name__,
+        "config": _model_config(model),
+        "gvlib_version": __version__,
+        "torch_version": str(torch.__version__),
+        "state_dict": model.state_dict(),
+        "extra": extra,
+    }
+    path = Path(path)
+    _atomic_torch_save(obj, path)
+    return path
+
+
+def _describe_mismatch(own: dict, theirs: dict, limit: int = 8) -> list:
+    missing = [k for k in own if k not in theirs]
+    unexpected = [k for k in theirs if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(theirs[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in theirs and hasattr(theirs[k], "shape") and theirs[k].shape != own[k].shape]
+
+    def few(items):
+        return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+    problems = []
+    if missing:
+        problems.append(f"keys missing from the checkpoint: {few(missing)}")
+    if unexpected:
+        problems.append(f"keys the model does not have: {few(unexpected)}")
+    if shapes:
+        problems.append(f"shapes that differ: {few(shapes)}")
+    return problems
+
+
+def load(model: nn.Module, path) -> dict:
+    """Load weights from `save`/`fit(checkpoint=)` into `model` on its device -> {class, config, gvlib_version, **extra}."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"load expects an nn.Module to load into, got {type(model).__name__}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (absolute: {path.resolve()}); write one with "
+                                "gvlib.train.save(model, path) or fit(..., checkpoint=path)")
+    try:
+        obj = torch.load(path, map_location=_model_device(model), weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0] if lines else "")
+        raise CheckpointError(
+            f"{path} could not be read with torch.load(weights_only=True): it is corrupted or holds objects "
+            f"other than tensors and plain containers ({reason})") from e
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+        size = path.stat().st_size
+        raise CheckpointError(f"{path} ({size} bytes) is not a readable checkpoint: the file is corrupted or "
+                              f"truncated ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                              "save it again") from e
+    if isinstance(obj, dict) and obj.get("format") == _CHECKPOINT_FORMAT:
+        state_dict, saved_class = obj["state_dict"], obj.get("class")
+        info = {"class": saved_class, "config": obj.get("config"), "gvlib_version": obj.get("gvlib_version"),
+                **obj.get("extra", {})}
+    elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state_dict, saved_class, info = obj, None, {"class": None, "config": None, "gvlib_version": None}
+    else:
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a gvlib checkpoint or a state_dict")
+    problems = _describe_mismatch(model.state_dict(), state_dict)
+    if problems:
+        origin = f"saved from a {saved_class}" if saved_class else "a plain state_dict"
+        raise CheckpointError(f"the checkpoint {path} ({origin}) does not fit this {type(model).__name__}: "
+                              + "; ".join(problems))
+    model.load_state_dict(state_dict)
+    return info
+
+
+# --------------------------------------------------------------------------------------------- fit
+def _show_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    if os.environ.get("GVLIB_QUIET", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    try:
+        if sys.stdout is not None and sys.stdout.isatty():
+            return True
+    except (AttributeError, ValueError):
+        pass
+    return _in_jupyter_kernel()
+
+
+def _in_jupyter_kernel() -> bool:
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # noqa: BLE001 - an IPython without a shell
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _as_batches(data, batch_size, shuffle, dynamic_binarize, seed, name):
+    from gvlib.data import loader
+
+    if isinstance(data, torch.Tensor):
+        return loader(data, batch_size=batch_size, shuffle=shuffle, dynamic_binarize=dynamic_binarize, seed=seed)
+    if isinstance(data, tuple) and data and all(isinstance(t, torch.Tensor) for t in data):
+        # a tuple (x, y, ...) is one data set; a list is a list of batches
+        return loader(*data, batch_size=batch_size, shuffle=shuffle, dynamic_binarize=dynamic_binarize, seed=seed)
+    if isinstance(data, Iterable):
+        if iter(data) is data:
+            raise TypeError(f"{name} is an iterator ({type(data).__name__}), which is used up after one epoch; "
+                            "pass a tensor, a tuple of tensors, a gvlib.data.loader or a list of batches")
+        if dynamic_binarize:
+            raise ValueError(f"dynamic_binarize=True needs {name} as a tensor or tuple of tensors; "
+                             "for your own batches pass gvlib.data.loader(x, dynamic_binarize=True) instead")
+        return data
+    raise TypeError(f"{name} must be a tensor, a tuple of tensors or a re-iterable of batches, "
+                    f"got {type(data).__name__}")
+
+
+def _to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        batch = (batch,)
+    if not isinstance(batch, (tuple, list)):
+        raise TypeError(f"a batch must be a tensor or a tuple of tensors, got {type(batch).__name__}")
+    if device is None:
+        return tuple(batch)
+    return tuple(t.to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t for t in batch)
+
+
+def _split_loss(out, split, epoch, i):
+    if isinstance(out, dict):
+        if "loss" not in out:
+            raise KeyError(f"loss_fn returned a dict without 'loss' (keys {list(out)}); return "
+                           "{'loss': scalar to minimise, 'other': scalar to log, ...}")
+        loss, terms = out["loss"], {k: v for k, v in out.items() if k != "loss"}
+    else:
+        loss, terms = out, {}
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"loss_fn must return a scalar tensor (or a dict with one under 'loss'), got {got} "
+                         f"({split}, epoch {epoch}, batch {i}); average over the batch, e.g. .mean()")
+    for k, v in terms.items():
+        if isinstance(v, torch.Tensor) and v.numel() != 1:
+            raise ValueError(f"loss_fn's term {k!r} must be a scalar, got shape {tuple(v.shape)}")
+        if not isinstance(v, (torch.Tensor, int, float)):
+            raise TypeError(f"loss_fn's term {k!r} must be a scalar tensor or number, got {type(v).__name__}")
+    return loss.reshape(()), terms
+
+
+def _run_epoch(model, loss_fn, batches, device, optimizer, clip_grad, epoch, split):
+    """One pass: mean loss and terms over examples (batch values weighted by batch size); steps when optimizer."""
+    total, count, sums = 0.0, 0, {}
+    n_batches = len(batches) if hasattr(batches, "__len__") else "?"
+    for i, batch in enumerate(batches, start=1):
+        batch = _to_device(batch, device)
+        loss, terms = _split_loss(loss_fn(model, batch), split, epoch, i)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"the {split} loss is {value} at epoch {epoch}, batch {i} of {n_batches}; training stopped "
+                + ("before this step, so the model holds the weights from before this batch. "
+                   if optimizer is not None else "during validation. ")
+                + "Usual causes: a learning rate too high, log of 0 (compute in log-space, from logits), "
+                "exp of a large log-variance; try a lower lr or clip_grad=...")
+        n = batch[0].shape[0] if isinstance(batch[0], torch.Tensor) and batch[0].dim() > 0 else 1
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            optimizer.step()
+        total += value * n
+        count += n
+        for k, v in terms.items():
+            v = v.detach().reshape(()) if isinstance(v, torch.Tensor) else float(v)
+            sums[k] = sums.get(k, 0.0) + v * n  # summed where it lives; one .item() per term per epoch
+    if count == 0:
+        raise ValueError(f"the {split} data gave no batches")
+    return total / count, {k: float(v) / count for k, v in sums.items()}
+
+
+def _make_optimizer(optimizer, model, lr):
+    if optimizer is None:
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if callable(optimizer):
+        opt = optimizer(model.parameters())
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"optimizer(params) must return a torch.optim.Optimizer, got {type(opt).__name__}")
+        return opt
+    raise TypeError("optimizer must be None (Adam(lr)), a torch.optim.Optimizer, or a function params -> "
+                    f"Optimizer, got {type(optimizer).__name__}")
+
+
+def _rng_state(device, batches) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    if device is not None and device.type == "mps":
+        state["mps"] = torch.mps.get_rng_state()
+    generator = getattr(batches, "generator", None)
+    if isinstance(generator, torch.Generator):
+        state["loader"] = generator.get_state()
+    return state
+
+
+def _set_rng_state(state: dict, device, batches) -> None:
+    # torch's generators take their state as a CPU ByteTensor, whatever device they serve
+    cpu = torch.device("cpu")
+    torch.set_rng_state(state["cpu"].to(cpu))
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].to(cpu), device)
+    if "mps" in state and device is not None and device.type == "mps":
+        torch.mps.set_rng_state(state["mps"].to(cpu))
+    generator = getattr(batches, "generator", None)
+    if "loader" in state and isinstance(generator, torch.Generator):
+        generator.set_state(state["loader"].to(cpu))
+
+
+def _clone_state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int = 100, lr: float = 1e-3,
+        valid=None, optimizer=None, schedule: Callable[[int], float] | None = None, patience: int | None = None,
+        dynamic_binarize: bool = False, seed: int | None = None, progress: bool | None = None, checkpoint=None,
+        callback: Callable | None = None, clip_grad: float | None = None, device=None) -> History:
+    """Minimise mean loss_fn(model, batch) -> scalar (or {"loss": scalar, term: scalar, ...}) over `data` for `epochs` epochs.
+
+    data / valid: a tensor x, a tuple (x, y, ...) of equally long tensors (batched by gvlib.data.loader;
+    `seed` seeds its shuffling, `dynamic_binarize` redraws x ~ Bernoulli(x) per batch, training data only),
+    or any re-iterable of batches (a list of batches, a loader). valid is evaluated each epoch with
+    model.eval() and torch.no_grad(). Reported losses are means over examples (batch means weighted by size).
+    optimizer: None (Adam with `lr`), an Optimizer, or a function params -> Optimizer.
+    schedule: epoch (0-based) -> lr multiplier of the optimizer's initial lr, e.g. `iwae_schedule(epochs)`.
+    patience: stop when valid has not improved for `patience` epochs and restore the best weights.
+    checkpoint: a path; saved after every epoch (weights, optimizer, history, RNG states); if it exists,
+    the run resumes after its last completed epoch, giving the same result as an uninterrupted run.
+    callback(epoch, model, history) runs after each epoch (1-based epoch); returning True stops the run.
+    clip_grad: max global gradient norm. device: move the model there first; batches follow the model.
+    progress: a tqdm bar over epochs; None shows it in a terminal or Jupyter unless GVLIB_QUIET=1.
+    A NaN/inf loss raises FloatingPointError naming the epoch and batch. Returns the History, with the
+    model in eval mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fit trains an nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function (model, batch) -> loss, got {type(loss_fn).__name__}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    if patience is not None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive int (epochs without improvement), got {patience!r}")
+        if valid is None:
+            raise ValueError("patience (early stopping) needs validation data: pass valid=...")
+    if clip_grad is not None and not (clip_grad > 0):
+        raise ValueError(f"clip_grad must be a positive max norm, got {clip_grad!r}")
+    if schedule is not None and not callable(schedule):
+        raise TypeError(f"schedule must be a function epoch -> lr multiplier, got {type(schedule).__name__}")
+
+    if device is not None:
+        model.to(device)
+    dev = _model_device(model)
+    if dev is None or not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{type(model).__name__} has no trainable parameters")
+    batches = _as_batches(data, batch_size, True, dynamic_binarize, seed, "data")
+    valid_batches = None if valid is None else _as_batches(valid, batch_size, False, False, 0, "valid")
+    opt = _make_optimizer(optimizer, model, lr)
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+
+    history = History(valid=[] if valid is not None else None)
+    best_state, start = None, 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        info = load(model, path)
+        state = info.get("fit_state")
+        if state is None:
+            raise CheckpointError(f"{path} was written by save(), not by fit(checkpoint=...): it has no "
+                                  "optimizer state or history to resume from; pass another checkpoint path")
+        opt.load_state_dict(state["optimizer"])
+        history = History.from_dict(state["history"])
+        if (history.valid is None) != (valid is None):
+            raise CheckpointError(f"{path} was trained {'with' if history.valid is not None else 'without'} "
+                                  f"validation data and this call is {'with' if valid is not None else 'without'}; "
+                                  "resume with the same arguments or use a fresh checkpoint path")
+        start = state["epoch"]
+        best_state = state.get("best_state")
+        if state.get("last_state") is not None:  # the run ended by restoring its best weights: go on from the last
+            model.load_state_dict(state["last_state"])
+        _set_rng_state(state["rng"], dev, batches)
+
+    def write_checkpoint(epoch_done, last_state=None):
+        if path is not None:
+            fit_state = {"epoch": epoch_done, "optimizer": opt.state_dict(), "history": history.as_dict(),
+                         "rng": _rng_state(dev, batches), "best_state": best_state, "last_state": last_state}
+            save(model, path, fit_state=fit_state)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=epochs, initial=min(start, epochs), disable=not _show_progress(progress),
+               desc=f"fit {type(model).__name__}", unit="epoch", leave=True)
+    try:
+        for epoch in range(start, epochs):
+            if history.stopped_early:
+                break
+            if schedule is not None:
+                factor = float(schedule(epoch))
+                if not (math.isfinite(factor) and factor > 0):
+                    raise ValueError(f"schedule({epoch}) = {factor}; an lr multiplier must be positive and finite")
+                for group in opt.param_groups:
+                    group["lr"] = group["initial_lr"] * factor
+            model.train()
+            t0 = time.perf_counter()
+            train_loss, train_terms = _run_epoch(model, loss_fn, batches, dev, opt, clip_grad, epoch + 1, "training")
+            seconds = time.perf_counter() - t0
+            history.epoch.append(epoch + 1)
+            history.train.append(train_loss)
+            history.time.append(seconds)
+            history.lr.append(float(opt.param_groups[0]["lr"]))
+            for k, v in train_terms.items():
+                history.train_terms.setdefault(k, []).append(v)
+            postfix = {"train": f"{train_loss:.4g}"}
+            if valid_batches is not None:
+                model.eval()
+                with torch.no_grad():
+                    valid_loss, valid_terms = _run_epoch(model, loss_fn, valid_batches, dev, None, None,
+                                                         epoch + 1, "validation")
+                history.valid.append(valid_loss)
+                for k, v in valid_terms.items():
+                    history.valid_terms.setdefault(k, []).append(v)
+                if history.best_epoch is None or valid_loss < history.valid[history.best_epoch - 1]:
+                    history.best_epoch = epoch + 1
+                    if patience is not None:
+                        best_state = _clone_state(model)
+                elif patience is not None and epoch + 1 - history.best_epoch >= patience:
+                    history.stopped_early = True
+                postfix["valid"] = f"{valid_loss:.4g}"
+            if callback is not None and callback(epoch + 1, model, history):
+                history.stopped_early = True
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+            if not history.stopped_early and epoch + 1 < epochs:
+                write_checkpoint(epoch + 1)
+    finally:
+        bar.close()
+
+    last_state = None
+    last_epoch = history.epoch[-1] if history.epoch else None
+    if patience is not None and best_state is not None and history.best_epoch != last_epoch:
+        last_state = _clone_state(model)
+        model.load_state_dict(best_state)
+    if history.epoch and start < len(history.epoch):  # something was trained in this call
+        write_checkpoint(len(history.epoch), last_state)
+    model.eval()
+    return history
