@@ -46,8 +46,9 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 install: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=. --ServerApp.root_dir=. --ip=$(LAB_IP) --port=$(LAB_PORT) \
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --ip=$(LAB_IP) --port=$(LAB_PORT) \
 	  $$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ] || echo --no-browser ) \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) \
 	  $(LAB_ARGS) chapters/00_start_here.ipynb
 
 unit: $(STAMP)

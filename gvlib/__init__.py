@@ -18,6 +18,16 @@ PROFILES = ("cpu", "full")
 _DEVICE_NAMES = ("cpu", "cuda", "mps")
 
 __all__ = ["get_device", "seed_everything", "profile", "by_profile", "PROFILES"]
+_SUBMODULES = ("data", "distributions", "bounds", "models", "train", "plot", "course", "grade", "experiments")
+
+
+def __getattr__(name):
+    """`gvlib.data`, `gvlib.models`, ... load on first use, so `import gvlib` alone stays light."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'gvlib' has no attribute {name!r}")
 
 
 def _mps_available() -> bool:
