@@ -37,7 +37,7 @@ from .models import HierarchicalVAE
 K = 5000
 N_INPUTS = 1000
 D = 784
-CONFIGS = ((500, 4), (5000, 4))  # (chunk = samples per call, batch_size = inputs per call)
+CONFIGS = ((250, 4), (2500, 4))  # (chunk = samples per call, batch_size = inputs per call)
 
 
 def _sync(device: torch.device) -> None:

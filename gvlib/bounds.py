@@ -117,14 +117,17 @@ def _check_batch(name: str, x, n: int | None = None):
         raise ValueError(f"{name} must have one row per input: expected {n} rows, got shape {tuple(x.shape)}")
 
 
-def estimate_log_likelihood(model, x: torch.Tensor, k: int = 5000, chunk: int = 1000,
-                            batch_size: int = 2, y: torch.Tensor | None = None) -> torch.Tensor:
+def estimate_log_likelihood(model, x: torch.Tensor, k: int = 5000, chunk: int = 250,
+                            batch_size: int = 4, y: torch.Tensor | None = None) -> torch.Tensor:
     """Importance-sampled log p(x) ~ L_k(x) = logsumexp_i log w_i - log k, i = 1..k: x (batch, D) -> (batch,).
 
     Calls `model.log_weights(x_b, chunk)` on `batch_size` inputs at a time (`log_weights(x_b, chunk, y=y_b)`
     when `y` is given, e.g. for a ConditionalVAE: then it is log p(x | y)), so each call runs the encoder
     once per input and the decoder on chunk x batch_size samples: peak memory follows chunk x batch_size,
-    not k or len(x). The chunks' logsumexps are combined exactly. Runs under torch.no_grad with the model
+    not k or len(x). The chunks' logsumexps are combined exactly. The default, 1,000 samples per call,
+    keeps each call's buffers at a few MB: on a CPU this was the fastest setting measured (glibc reuses
+    buffers of that size instead of returning them to the OS and faulting them back in for every chunk);
+    on a GPU, larger chunks (e.g. chunk=5000, batch_size=20) use the device better. Runs under torch.no_grad with the model
     in eval mode (restored after); returns float32/64 as the model computes, on x's device.
     """
     k = _check_positive_int("k", k)
