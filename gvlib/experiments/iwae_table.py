@@ -239,6 +239,10 @@ def hardware(device: torch.device) -> dict:
     return info
 
 
+def _plural(n, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -338,10 +342,10 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
           f"Ours, with the reference in parentheses: {table['reference']}.", "",
           markdown_table(rows), "",
           f"NLL: {table['nll_estimate']} (nats). Active units: Cov_x E_q[h | x] > 0.01, per layer (bottom + top).",
-          f"Training: {epochs} epochs on {x_train.shape[0]} images, Adam (lr {lr}, eps 1e-4), batch {batch_size}, "
+          f"Training: {_plural(epochs, 'epoch')} on {x_train.shape[0]} images, Adam (lr {lr}, eps 1e-4), batch {batch_size}, "
           f"schedule: {table['schedule_note']}; seed {seed} for every model.",
           f"Hardware: {table['hardware']['processor'] or table['hardware']['machine']}, {table['hardware']['cpu_count']} "
-          f"CPUs, {table['hardware']['torch_threads']} torch threads, device {device}"
+          f"CPUs, {_plural(table['hardware']['torch_threads'], 'torch thread')}, device {device}"
           + (f" ({table['hardware']['gpu']})" if "gpu" in table["hardware"] else "") + f", torch {torch.__version__}.",
           f"Wall time: training {table['train_seconds_total']:.0f} s, evaluation {table['eval_seconds_total']:.0f} s "
           "(summed over models; per model in table.json).", ""]
