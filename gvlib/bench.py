@@ -13,8 +13,9 @@ untrained, on random binary inputs of MNIST size (no download: speed does not de
   On CPU (Linux), each library row runs in a fresh Python process, which reports the growth of its peak
   resident set size (VmHWM in /proc/self/status, reset through /proc/self/clear_refs) during the timed
   call, so memory freed by earlier measurements cannot hide it. It counts everything the call touches
-  (tensors, allocator slack). CPU rows come twice: glibc malloc as it comes, and "tuned" (`MALLOC_TUNED`),
-  where freed buffers are reused instead of being unmapped and page-faulted back in for every chunk.
+  (tensors, allocator slack). CPU rows come twice: the library as shipped (it lets glibc keep freed buffers
+  for reuse, `bounds.reuse_freed_buffers`) and with GVLIB_MALLOC_TUNING=0 (glibc as it comes, where freed
+  buffers are unmapped and page-faulted back in for every chunk).
 - training: one epoch over 60,000 inputs, batch 100, Adam, loss -L_k, for k=1 and k=50; --quick times a
   tenth of the batches and extrapolates.
 """
@@ -37,7 +38,7 @@ from .models import HierarchicalVAE
 K = 5000
 N_INPUTS = 1000
 D = 784
-CONFIGS = ((250, 4), (2500, 4))  # (chunk = samples per call, batch_size = inputs per call)
+CONFIGS = ((250, 4), (1000, 4))  # (chunk = samples per call, batch_size = inputs per call)
 
 
 def _sync(device: torch.device) -> None:
@@ -100,10 +101,8 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(256 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(1024 * 2**20)}
-"""glibc malloc settings under which freed chunk buffers stay in the heap and are reused, instead of being
-unmapped and page-faulted back in on the next chunk (PyTorch's CPU tuning guide suggests jemalloc or
-tcmalloc for the same reason). Set them in the environment before Python starts."""
+MALLOC_UNTOUCHED = {"GVLIB_MALLOC_TUNING": "0"}
+"""Environment of the comparison rows: the library leaves glibc's malloc as it comes (see bounds.reuse_freed_buffers)."""
 
 
 def _estimate_child(chunk: int, batch_size: int, n: int) -> None:
@@ -123,15 +122,15 @@ def time_and_memory(device: torch.device, chunk: int, batch_size: int, n: int,
                     malloc: str = "default") -> tuple[float, float | None, float | None]:
     """Seconds of estimate_log_likelihood(k=K) on n inputs, its peak extra memory in MiB and its CPU seconds (None if unmeasured).
 
-    CPU on Linux: in a fresh process (env `malloc`: "default" glibc settings or "tuned" = MALLOC_TUNED), peak
+    CPU on Linux: in a fresh process (`malloc`: "default" = the library as shipped, which lets glibc reuse freed
+    buffers, or "untouched" = GVLIB_MALLOC_TUNING=0, glibc as it comes), peak
     RSS growth. CUDA: in this process, torch.cuda.max_memory_allocated above the allocation before the call.
     """
     if device.type == "cpu" and os.path.exists("/proc/self/clear_refs"):
         env = dict(os.environ)
-        for key in MALLOC_TUNED:
-            env.pop(key, None)
-        if malloc == "tuned":
-            env.update(MALLOC_TUNED)
+        env.pop("GVLIB_MALLOC_TUNING", None)
+        if malloc == "untouched":
+            env.update(MALLOC_UNTOUCHED)
         out = subprocess.run([sys.executable, "-m", "gvlib.bench", "--child", str(chunk), str(batch_size), str(n)],
                              capture_output=True, text=True, check=True, timeout=3600, env=env)
         res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -169,6 +168,7 @@ def train_epoch_seconds(device: torch.device, k: int, n: int = 60_000, batch_siz
 
 
 def main(argv=None) -> None:
+    """`python -m gvlib.bench [--quick] [--device D]`: print the speed tables (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m gvlib.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: gvlib.get_device())")
     parser.add_argument("--quick", action="store_true",
@@ -198,7 +198,7 @@ def main(argv=None) -> None:
     print("| method | seconds | inputs/s | peak memory | decoder GFLOP/s | vs matmul | vs matmul, CPU time |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows = []
-    mallocs = ("default", "tuned") if device.type == "cpu" and os.path.exists("/proc/self/clear_refs") else (None,)
+    mallocs = ("default", "untouched") if device.type == "cpu" and os.path.exists("/proc/self/clear_refs") else (None,)
     for chunk, bs in CONFIGS:
         for malloc in mallocs:
             rate_before = matmul_gflops(device, repeats=3)
@@ -210,7 +210,7 @@ def main(argv=None) -> None:
             cpu_ratio = None
             if cpu_s:
                 cpu_ratio = flops / (cpu_s * N_INPUTS / n_timed) / 1e9 / cpu_rate
-            label = f"library, chunk={chunk} x batch_size={bs}" + (f", {malloc} malloc" if malloc else "")
+            label = f"library, chunk={chunk} x batch_size={bs}" + (", malloc untouched" if malloc == "untouched" else "")
             rows.append((label, dt, mem, achieved, achieved / mm, cpu_ratio))
     ref_dt, _ = _timed(lambda: reference_log_likelihood(model, x[:n_ref]), device)
     ref_dt *= N_INPUTS / n_ref
@@ -235,8 +235,8 @@ def main(argv=None) -> None:
                              "growth of the peak RSS (VmHWM) during the timed call, each row in a fresh process"
                              if device.type == "cpu" else "not measured on this device"))
     if len(mallocs) > 1:
-        print("malloc: default = glibc as it comes; tuned = " + " ".join(f"{k}={v}" for k, v in MALLOC_TUNED.items())
-              + " (freed buffers are reused instead of page-faulted back in on every chunk)")
+        print("malloc untouched: GVLIB_MALLOC_TUNING=0, so glibc returns freed chunk buffers to the OS and faults them"
+              " back in for every chunk; the library by default keeps up to 64 MB of them for reuse (bounds.reuse_freed_buffers)")
     print("vs matmul: achieved decoder GFLOP/s over the best float32 matmul rate measured in this run (wall clock);"
           " the CPU-time column divides both by process CPU seconds instead, which other jobs on the machine do not inflate")
 

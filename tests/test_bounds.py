@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -315,3 +318,12 @@ def test_active_units_rejects_bad_input():
         active_units(model, torch.rand(1, 4))
     with pytest.raises(ValueError, match="threshold"):
         active_units(model, torch.rand(5, 4), threshold=-1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
+@pytest.mark.parametrize("setting, expected", [("1", "True"), ("0", "False")])
+def test_malloc_tuning_is_applied_and_can_be_switched_off(setting, expected):
+    code = "from gvlib.bounds import reuse_freed_buffers as r; print(r())"
+    env = dict(os.environ, GVLIB_MALLOC_TUNING=setting)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == expected
