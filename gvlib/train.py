@@ -351,7 +351,7 @@ def _split_loss(out, split, epoch, i):
     return loss.reshape(()), terms
 
 
-def _run_epoch(model, loss_fn, batches, device, optimizer, clip_grad, epoch, split):
+def _run_epoch(model, loss_fn, batches, device, optimizer, clip_grad, epoch, split, before_step=None):
     """One pass: mean loss and terms over examples (batch values weighted by batch size); steps when optimizer."""
     total, count, sums = 0.0, 0, {}
     n_batches = len(batches) if hasattr(batches, "__len__") else "?"
@@ -372,6 +372,8 @@ def _run_epoch(model, loss_fn, batches, device, optimizer, clip_grad, epoch, spl
             loss.backward()
             if clip_grad is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            if before_step is not None:
+                before_step()
             optimizer.step()
         total += value * n
         count += n
@@ -381,6 +383,14 @@ def _run_epoch(model, loss_fn, batches, device, optimizer, clip_grad, epoch, spl
     if count == 0:
         raise ValueError(f"the {split} data gave no batches")
     return total / count, {k: float(v) / count for k, v in sums.items()}
+
+
+def _apply_schedule(optimizer, schedule, t: int) -> None:
+    factor = float(schedule(t))
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"schedule({t}) = {factor}; an lr multiplier must be positive and finite")
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
 
 
 def _make_optimizer(optimizer, model, lr):
@@ -427,8 +437,8 @@ def _clone_state(model):
 
 
 def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int = 100, lr: float = 1e-3,
-        valid=None, optimizer=None, schedule: Callable[[int], float] | None = None, patience: int | None = None,
-        dynamic_binarize: bool = False, seed: int | None = None, progress: bool | None = None, checkpoint=None,
+        valid=None, optimizer=None, schedule: Callable[[int], float] | None = None, schedule_every: str = "epoch",
+        patience: int | None = None, dynamic_binarize: bool = False, seed: int | None = None, progress: bool | None = None, checkpoint=None,
         callback: Callable | None = None, clip_grad: float | None = None, device=None) -> History:
     """Minimise mean loss_fn(model, batch) -> scalar (or {"loss": scalar, term: scalar, ...}) over `data` for `epochs` epochs.
 
@@ -437,7 +447,9 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
     or any re-iterable of batches (a list of batches, a loader). valid is evaluated each epoch with
     model.eval() and torch.no_grad(). Reported losses are means over examples (batch means weighted by size).
     optimizer: None (Adam with `lr`), an Optimizer, or a function params -> Optimizer.
-    schedule: epoch (0-based) -> lr multiplier of the optimizer's initial lr, e.g. `iwae_schedule(epochs)`.
+    schedule: epoch (0-based) -> lr multiplier of the optimizer's initial lr, e.g. `iwae_schedule(epochs)`;
+    with schedule_every="step" it is called with the optimisation step instead (0-based, counted over the
+    whole run, resumes included), e.g. `iwae_schedule(epochs * batches_per_epoch)` for short runs.
     patience: stop when valid has not improved for `patience` epochs and restore the best weights.
     checkpoint: a path; saved after every epoch (weights, optimizer, history, RNG states); if it exists,
     the run resumes after its last completed epoch, giving the same result as an uninterrupted run.
@@ -462,6 +474,8 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
         raise ValueError(f"clip_grad must be a positive max norm, got {clip_grad!r}")
     if schedule is not None and not callable(schedule):
         raise TypeError(f"schedule must be a function epoch -> lr multiplier, got {type(schedule).__name__}")
+    if schedule_every not in ("epoch", "step"):
+        raise ValueError(f"schedule_every must be 'epoch' or 'step', got {schedule_every!r}")
 
     if device is not None:
         model.to(device)
@@ -475,7 +489,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
         group.setdefault("initial_lr", group["lr"])
 
     history = History(valid=[] if valid is not None else None)
-    best_state, start = None, 0
+    best_state, start, steps = None, 0, 0
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         info = load(model, path)
@@ -490,6 +504,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
                                   f"validation data and this call is {'with' if valid is not None else 'without'}; "
                                   "resume with the same arguments or use a fresh checkpoint path")
         start = state["epoch"]
+        steps = state.get("steps", 0)
         best_state = state.get("best_state")
         if state.get("last_state") is not None:  # the run ended by restoring its best weights: go on from the last
             model.load_state_dict(state["last_state"])
@@ -497,9 +512,15 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
 
     def write_checkpoint(epoch_done, last_state=None):
         if path is not None:
-            fit_state = {"epoch": epoch_done, "optimizer": opt.state_dict(), "history": history.as_dict(),
+            fit_state = {"epoch": epoch_done, "steps": steps, "optimizer": opt.state_dict(), "history": history.as_dict(),
                          "rng": _rng_state(dev, batches), "best_state": best_state, "last_state": last_state}
             save(model, path, fit_state=fit_state)
+
+    def step_hook():
+        nonlocal steps
+        if schedule is not None and schedule_every == "step":
+            _apply_schedule(opt, schedule, steps)
+        steps += 1
 
     from tqdm.auto import tqdm
 
@@ -509,15 +530,12 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
         for epoch in range(start, epochs):
             if history.stopped_early:
                 break
-            if schedule is not None:
-                factor = float(schedule(epoch))
-                if not (math.isfinite(factor) and factor > 0):
-                    raise ValueError(f"schedule({epoch}) = {factor}; an lr multiplier must be positive and finite")
-                for group in opt.param_groups:
-                    group["lr"] = group["initial_lr"] * factor
+            if schedule is not None and schedule_every == "epoch":
+                _apply_schedule(opt, schedule, epoch)
             model.train()
             t0 = time.perf_counter()
-            train_loss, train_terms = _run_epoch(model, loss_fn, batches, dev, opt, clip_grad, epoch + 1, "training")
+            train_loss, train_terms = _run_epoch(model, loss_fn, batches, dev, opt, clip_grad, epoch + 1, "training",
+                                                 before_step=step_hook)
             seconds = time.perf_counter() - t0
             history.epoch.append(epoch + 1)
             history.train.append(train_loss)

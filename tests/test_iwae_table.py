@@ -150,3 +150,12 @@ def test_tiny_run_on_binarized_mnist(tmp_path):
     assert rows[1]["paper_vae_nll"] is None  # the appendix reports IWAE only
     assert "fixed binarization" in table["reference"]
     assert "(88.71)" in (out / "table.md").read_text()
+
+
+def test_stored_tables_reads_the_repositorys_results(tmp_path):
+    assert iwae_table.stored_tables(tmp_path / "absent") == []
+    (tmp_path / "iwae_table_toy.json").write_text(json.dumps({"rows": [], "command": "x"}))
+    (tmp_path / "other.json").write_text("{}")
+    assert [(p.name, t["command"]) for p, t in iwae_table.stored_tables(tmp_path)] == [("iwae_table_toy.json", "x")]
+    shipped = iwae_table.stored_tables()  # the tables committed in results/, each with its command and hardware
+    assert shipped and all("command" in t and "hardware" in t and t["rows"] for _, t in shipped)

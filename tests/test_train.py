@@ -137,6 +137,30 @@ def test_schedule_sets_the_learning_rate():
     assert h.lr == pytest.approx([1e-3, 5e-4, 2.5e-4, 1.25e-4])
 
 
+def test_step_schedule_follows_optimisation_steps_across_a_resume(tmp_path):
+    # 32 rows in batches of 8: 4 steps per epoch; a step schedule halves the lr at every step
+    x = torch.randn(32, 2)
+    seen = []
+
+    def loss(m, b):
+        return ((m(b[0]) - b[0]) ** 2).mean()
+
+    def record(epoch, m, h):
+        seen.append(h.lr[-1])
+
+    kw = dict(batch_size=8, lr=1.0, schedule=lambda t: 0.5 ** t, schedule_every="step", seed=0)
+    fit(nn.Linear(2, 2), loss, x, epochs=3, callback=record, **kw)
+    assert seen == pytest.approx([0.5 ** 3, 0.5 ** 7, 0.5 ** 11])  # the lr of each epoch's last step
+
+    # interrupted after epoch 1 and resumed: the step count continues where it stopped
+    path, resumed = tmp_path / "steps.pt", []
+    fit(nn.Linear(2, 2), loss, x, epochs=1, checkpoint=path, **kw)
+    fit(nn.Linear(2, 2), loss, x, epochs=3, checkpoint=path, callback=lambda e, m, h: resumed.append(h.lr[-1]), **kw)
+    assert resumed == pytest.approx([0.5 ** 7, 0.5 ** 11])
+    with pytest.raises(ValueError, match="schedule_every must be 'epoch' or 'step'"):
+        fit(nn.Linear(2, 2), loss, x, epochs=1, schedule_every="batch")
+
+
 def test_nan_loss_raises_naming_epoch_and_batch():
     calls = {"n": 0}
 

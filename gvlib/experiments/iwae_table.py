@@ -127,21 +127,11 @@ def model_specs(ks, layers) -> list[dict]:
     return specs
 
 
-def make_loss(objective: str, k: int, optimizer, base_lr: float, schedule):
-    """loss_fn(model, batch) for `gvlib.train.fit`: -mean L_k (IWAE) or -mean of 1/k sum log w (VAE).
-
-    With a schedule (step -> lr multiplier), the lr is set before every optimisation step from the
-    optimizer's own step count, so a resumed run continues the schedule where it stopped.
-    """
+def make_loss(objective: str, k: int):
+    """loss_fn(model, batch) for `gvlib.train.fit`: -mean L_k (IWAE) or -mean of 1/k sum log w (VAE)."""
     from gvlib.bounds import elbo, iwae_bound
 
-    first = optimizer.param_groups[0]["params"][0]
-
     def loss_fn(model, batch):
-        if schedule is not None and model.training:
-            step = int(optimizer.state.get(first, {}).get("step", 0))
-            for group in optimizer.param_groups:
-                group["lr"] = base_lr * schedule(step)
         log_w = model.log_weights(batch[0], k)                  # (k, batch)
         bound = elbo(log_w) if objective == "vae" else iwae_bound(log_w)
         return -bound.mean()
@@ -239,6 +229,18 @@ def hardware(device: torch.device) -> dict:
     return info
 
 
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
+"""Where the repository keeps tables this command produced (results/iwae_table_<dataset>.json and .md)."""
+
+
+def stored_tables(folder=None) -> list[tuple[Path, dict]]:
+    """The stored tables (path, table dict from table.json), sorted by name, from `folder` (default RESULTS_DIR)."""
+    folder = Path(folder) if folder is not None else RESULTS_DIR
+    if not folder.is_dir():
+        return []
+    return [(p, json.loads(p.read_text())) for p in sorted(folder.glob("iwae_table_*.json"))]
+
+
 def _plural(n, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -299,12 +301,13 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
         opt = torch.optim.Adam(model.parameters(), **{**IWAE_ADAM, "lr": lr})
         sched = step_schedule(schedule, epochs * steps_per_epoch)
         objective = "iwae" if spec["objective"] == "vae=iwae" else spec["objective"]
-        loss_fn = make_loss(objective, spec["k"], opt, lr, sched)
+        loss_fn = make_loss(objective, spec["k"])
         checkpoint = out / "checkpoints" / f"{spec['name']}.pt"
         resumed = checkpoint.exists()
         t0 = time.perf_counter()
         history = fit(model, loss_fn, x_train, epochs=epochs, batch_size=batch_size, optimizer=opt,
-                      dynamic_binarize=dynamic, seed=seed, progress=progress, checkpoint=checkpoint)
+                      schedule=sched, schedule_every="step", dynamic_binarize=dynamic, seed=seed,
+                      progress=progress, checkpoint=checkpoint)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         seed_everything(seed + 1)
