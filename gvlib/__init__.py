@@ -1,8 +1,13 @@
 """gvlib: the helper library of the deep generative models course.
 
-One module per idea: ``data``, ``distributions``, ``bounds``, ``models``, ``train``, ``plot``;
-``course`` builds exercises from their masters and ``grade`` grades a student's notebook.
-The few functions every notebook needs first live here.
+One module per idea: ``data``, ``distributions``, ``bounds``, ``models``, ``train``, ``plot``, ``claims``,
+``experiments``. The few functions every notebook needs first live here. The course's own machinery (exercise
+builder, grader, nbval plugin, bench) is the separate package ``coursekit``; gvlib needs no Jupyter.
+
+Seeds: every seed gvlib uses for randomness (`seed_everything`, `generator`, the `seed=` of `data.loader`,
+`train.fit` and `data.toy_2d`) is shifted by $GVLIB_SEED_OFFSET (default 0), so a whole notebook can be
+re-run on another random stream (`make test-portable`). Fixed data (the digits split, the fixed binarizations)
+never moves.
 """
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ __version__ = "0.1.0"
 PROFILES = ("cpu", "full")
 _DEVICE_NAMES = ("cpu", "cuda", "mps")
 
-__all__ = ["get_device", "seed_everything", "profile", "by_profile", "PROFILES"]
-_SUBMODULES = ("data", "distributions", "bounds", "models", "train", "plot", "course", "grade", "experiments")
+__all__ = ["get_device", "seed_everything", "seed_offset", "generator", "profile", "by_profile", "PROFILES"]
+_SUBMODULES = ("data", "distributions", "bounds", "models", "train", "plot", "claims", "classifier", "experiments")
 
 
 def __getattr__(name):
@@ -60,15 +65,36 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device(choice)
 
 
-def seed_everything(seed: int = 0) -> int:
-    """Seed Python's, NumPy's and torch's generators (all devices) with `seed`; returns it."""
+def seed_offset() -> int:
+    """The shift $GVLIB_SEED_OFFSET (an int, default 0) that gvlib adds to every seed it uses for randomness."""
+    value = os.environ.get("GVLIB_SEED_OFFSET", "").strip()
+    if not value:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"GVLIB_SEED_OFFSET={value!r} is not an int (it shifts every seed, e.g. 1000)") from None
+
+
+def _shifted(seed, name: str = "seed") -> int:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    seed = int(seed)
+        raise TypeError(f"{name} must be an int, got {type(seed).__name__}")
+    return int(seed) + seed_offset()
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python's, NumPy's and torch's generators (all devices) with seed + $GVLIB_SEED_OFFSET; returns that seed."""
+    seed = _shifted(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # seeds cuda and mps generators too
     return seed
+
+
+def generator(seed: int = 0, device=None) -> torch.Generator:
+    """A torch.Generator on `device` (default cpu) seeded with seed + $GVLIB_SEED_OFFSET, for draws a cell controls itself."""
+    g = torch.Generator(device=device) if device is not None else torch.Generator()
+    return g.manual_seed(_shifted(seed) % 2**63)
 
 
 def profile() -> str:

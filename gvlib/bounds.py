@@ -10,17 +10,14 @@ Models are anything with the protocol of `gvlib.models`: `log_weights(x, k)` -> 
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
-import os
-import sys
 
 import torch
 
+from ._validate import nonnegative_number, positive_int
+
 __all__ = [
     "elbo",
-    "reuse_freed_buffers",
     "iwae_bound",
     "normalized_weights",
     "effective_sample_size",
@@ -52,12 +49,6 @@ def _check_log_w(log_w, dim: int) -> int:
         raise ValueError(f"need k >= 1 samples along dim {dim}, got log_w of shape {tuple(log_w.shape)} "
                          "(an empty sample dim)")
     return dim
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,32 +113,6 @@ def _check_batch(name: str, x, n: int | None = None):
         raise ValueError(f"{name} must have one row per input: expected {n} rows, got shape {tuple(x.shape)}")
 
 
-_MALLOC_TUNED = False
-
-
-def reuse_freed_buffers() -> bool:
-    """Linux/glibc only: keep freed buffers up to 64 MB for reuse (M_TRIM_THRESHOLD 64 MB, M_MMAP_THRESHOLD 32 MB); True if set.
-
-    Chunked estimation frees and re-allocates buffers of a few MB thousands of times. With glibc's
-    defaults those pages go back to the OS and are faulted in again for every chunk, which measured here
-    cost a third of the run time. `estimate_log_likelihood` calls this once; the process then keeps up to
-    64 MB of freed memory instead of returning it. Set GVLIB_MALLOC_TUNING=0 to leave malloc alone.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return True
-    if os.environ.get("GVLIB_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    _MALLOC_TUNED = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 64 << 20))
-    return _MALLOC_TUNED
-
-
 def estimate_log_likelihood(model, x: torch.Tensor, k: int = 5000, chunk: int = 1000,
                             batch_size: int = 4, y: torch.Tensor | None = None) -> torch.Tensor:
     """Importance-sampled log p(x) ~ L_k(x) = logsumexp_i log w_i - log k, i = 1..k: x (batch, D) -> (batch,).
@@ -156,20 +121,18 @@ def estimate_log_likelihood(model, x: torch.Tensor, k: int = 5000, chunk: int = 
     when `y` is given, e.g. for a ConditionalVAE: then it is log p(x | y)), so each call runs the encoder
     once per input and the decoder on chunk x batch_size samples: peak memory follows chunk x batch_size,
     not k or len(x). The chunks' logsumexps are combined exactly. The default, 4,000 samples per call
-    (buffers of about 12 MB), was the fastest setting measured on a 2-core CPU, where the first call also
-    lets glibc keep freed buffers for reuse (`reuse_freed_buffers`); on a GPU, larger chunks (e.g.
-    chunk=5000, batch_size=20) use the device better. Runs under torch.no_grad with the model
+    (buffers of about 12 MB), was the fastest setting measured on a 2-core CPU (with the malloc settings the
+    course's Makefile exports, see the README); on a GPU, larger chunks (e.g. chunk=5000, batch_size=20) use
+    the device better. Runs under torch.no_grad with the model
     in eval mode (restored after); returns float32/64 as the model computes, on x's device.
     """
-    k = _check_positive_int("k", k)
-    chunk = _check_positive_int("chunk", chunk)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    k = positive_int("k", k)
+    chunk = positive_int("chunk", chunk)
+    batch_size = positive_int("batch_size", batch_size)
     _check_batch("x", x)
     n = x.shape[0]
     if y is not None:
         _check_batch("y", y, n)
-    if x.device.type == "cpu":
-        reuse_freed_buffers()
     out = []
     with torch.no_grad(), _eval_mode(model):
         for start in range(0, n, batch_size):
@@ -217,8 +180,8 @@ def posterior_mean_variances(model, x: torch.Tensor, n_samples: int = 100, batch
     The variance over the n inputs uses the unbiased (n - 1) normalization. Under no_grad, eval mode.
     """
     _check_batch("x", x)
-    n_samples = _check_positive_int("n_samples", n_samples)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    n_samples = positive_int("n_samples", n_samples)
+    batch_size = positive_int("batch_size", batch_size)
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"need at least 2 inputs to estimate a variance over x, got shape {tuple(x.shape)}")
@@ -236,7 +199,6 @@ def posterior_mean_variances(model, x: torch.Tensor, n_samples: int = 100, batch
 def active_units(model, x: torch.Tensor, threshold: float = 1e-2, n_samples: int = 100,
                  batch_size: int = 500, y: torch.Tensor | None = None) -> list[int]:
     """Number of active units per stochastic layer, bottom first: #{u : Cov_x(E_q[u | x]) > threshold} (Burda et al. 2016): x (n, D) -> [int] * L."""
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or threshold < 0:
-        raise ValueError(f"threshold must be a non-negative number, got {threshold!r}")
+    nonnegative_number("threshold", threshold)
     variances = posterior_mean_variances(model, x, n_samples=n_samples, batch_size=batch_size, y=y)
     return [int((v > threshold).sum().item()) for v in variances]

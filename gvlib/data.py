@@ -4,11 +4,12 @@ Where the files live: `data_root()` is `root`, else ``$GVLIB_DATA``, else ``$XDG
 (``~/.cache/gvlib``); MNIST goes to ``<root>/mnist/`` and binarized MNIST to ``<root>/binarized_mnist/``,
 the layout of the course's ``shared/data`` folder, so ``GVLIB_DATA=/path/to/shared/data`` uses it as is.
 Every file is checked against the checksum in this module before it is used; downloads are written to a
-temporary file in the same folder, verified, then renamed, so a failed download leaves nothing behind.
+temporary file in the same folder, verified, then renamed, so a failed download leaves nothing behind. A file
+whose checksum is wrong is moved aside to NAME.corrupt (never deleted: it may be someone's shared copy) and
+the error says so and what to do.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
 import hashlib
@@ -17,7 +18,6 @@ import os
 import shutil
 import struct
 import sys
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
@@ -25,8 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._files import atomic_write, move_aside
+from ._validate import choice, positive_int, probability
+
 __all__ = [
-    "load_digits", "load_mnist", "load_binarized_mnist", "toy_2d", "toy_2d_log_prob", "centre_mask",
+    "load_digits", "load_mnist", "load_binarized_mnist", "toy_2d", "toy_2d_log_prob", "centre_mask", "paste",
     "loader", "data_root", "DATASETS", "DataError", "DataNotFoundError", "ChecksumError",
     "DIGITS_SPLITS", "MNIST_MD5", "MNIST_MIRRORS", "MNIST_SPLITS", "BINARIZED_MNIST_SHA256",
     "BINARIZED_MNIST_MIRRORS", "TOY_2D_NAMES", "RING8_MEANS", "RING8_STD", "GRID25_MEANS", "GRID25_STD",
@@ -103,17 +106,12 @@ class DataNotFoundError(DataError, FileNotFoundError):
 
 
 class ChecksumError(DataError):
-    """A file's checksum is not the expected one (the file has been removed where possible)."""
+    """A file's checksum is not the expected one (the file has been moved aside to NAME.corrupt where possible)."""
 
 
 # --------------------------------------------------------------------------------------------------
 # Argument checks
 # --------------------------------------------------------------------------------------------------
-
-def _check_choice(what, value, choices):
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}: expected one of {', '.join(repr(c) for c in choices)}")
-
 
 def _check_dtype(dtype):
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -141,9 +139,14 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser()
 
 
+def _new_hash(algorithm: str):
+    """A hashlib object; md5 is asked for as a checksum (usedforsecurity=False), so FIPS builds of Python allow it."""
+    return hashlib.new(algorithm, usedforsecurity=False)
+
+
 def _hash_file(path: Path, algorithm: str, *, gunzip: bool = False) -> str:
     """Hex digest of the file's bytes (of its decompressed bytes with `gunzip`), read in 1 MiB blocks."""
-    h = hashlib.new(algorithm)
+    h = _new_hash(algorithm)
     opener = gzip.open if gunzip else open
     with opener(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -151,14 +154,9 @@ def _hash_file(path: Path, algorithm: str, *, gunzip: bool = False) -> str:
     return h.hexdigest()
 
 
-def _remove_bad_file(path: Path, problem: str, fix: str) -> ChecksumError:
-    """Remove `path` (a corrupted file) and return the error that says so and what to do."""
-    try:
-        path.unlink()
-        removed = "it has been removed"
-    except OSError as e:
-        removed = f"it could NOT be removed ({type(e).__name__}: {e}); delete it by hand"
-    return ChecksumError(f"{path}: {problem}; {removed}. {fix}")
+def _bad_file(path: Path, problem: str, fix: str) -> ChecksumError:
+    """Move `path` (a corrupted file) aside to NAME.corrupt and return the error that says so and what to do."""
+    return ChecksumError(f"{path}: {problem}; {move_aside(path)}. {fix}")
 
 
 def _missing_error(title: str, folder: Path, files: dict, algorithm: str, mirrors, reasons=()) -> DataNotFoundError:
@@ -188,27 +186,12 @@ class _HashingWriter:
     """A write-only file wrapper that hashes everything written through it."""
 
     def __init__(self, f, algorithm):
-        self.f, self.h, self.n = f, hashlib.new(algorithm), 0
+        self.f, self.h, self.n = f, _new_hash(algorithm), 0
 
     def write(self, b):
         self.h.update(b)
         self.n += len(b)
         return self.f.write(b)
-
-
-def _atomic_write(dest: Path, write) -> None:
-    """Call write(f) on a temporary file next to `dest`, then rename it to `dest`; on any error remove it."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _download(name: str, mirrors, dest: Path, digest: str, algorithm: str, title: str, files: dict) -> Path:
@@ -231,7 +214,7 @@ def _download(name: str, mirrors, dest: Path, digest: str, algorithm: str, title
                 raise ChecksumError(f"{url} sent {w.n} bytes with {algorithm} {w.h.hexdigest()}, expected {digest}")
 
         try:
-            _atomic_write(dest, write)
+            atomic_write(dest, write)
             return dest
         except Exception as e:  # URLError, timeouts, http.client errors, a wrong checksum: try the next mirror
             reasons.append(f"{url}: {type(e).__name__}: {e}")
@@ -247,31 +230,20 @@ def _stat_key(path: Path):
 # MNIST (IDX files)
 # --------------------------------------------------------------------------------------------------
 
-_IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+def _parse_idx_uint8(raw: bytes, source: str) -> np.ndarray:
+    """The array of an IDX file of unsigned bytes (magic 0x00 0x00 0x08 ndim, big-endian uint32 dims, data).
 
-
-def _parse_idx(raw: bytes, source: str = "IDX data") -> np.ndarray:
-    """Parse IDX bytes (magic 0x0000, type code, ndim; ndim big-endian uint32 dims; then the data) to an array."""
-    if len(raw) < 4:
-        raise DataError(f"{source}: not an IDX file, only {len(raw)} bytes (the header alone has 4 or more)")
-    if raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{source}: not an IDX file, its magic number starts with bytes {raw[0]:#04x} {raw[1]:#04x}, "
-                        "expected 0x00 0x00")
-    code, ndim = raw[2], raw[3]
-    if code not in _IDX_DTYPES:
-        raise DataError(f"{source}: unknown IDX data type code {code:#04x}, expected one of "
-                        f"{', '.join(f'{c:#04x}' for c in _IDX_DTYPES)}")
+    Only ever called on a file whose MD5 matched one of the four MNIST files, which are all of this kind; the
+    header is still checked so that a wrong table entry cannot turn into a silent misread.
+    """
+    ndim = raw[3] if len(raw) >= 4 else 0
     header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise DataError(f"{source}: IDX header announces {ndim} dimensions but the file has {len(raw)} bytes")
+    if len(raw) < header or raw[:3] != b"\x00\x00\x08" or ndim not in (1, 3):
+        raise DataError(f"{source}: not an IDX file of unsigned bytes with 1 or 3 dims (header {raw[:4]!r})")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = _IDX_DTYPES[code]
-    expected = math.prod(dims) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise DataError(f"{source}: IDX header announces shape {dims} of {dtype} ({expected} bytes of data) "
-                        f"but {len(raw) - header} bytes follow the header (truncated or padded file)")
-    return np.frombuffer(raw, dtype=dtype, count=math.prod(dims), offset=header).reshape(dims)
+    if len(raw) - header != math.prod(dims):
+        raise DataError(f"{source}: IDX header announces shape {dims} but {len(raw) - header} bytes follow it")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 @functools.lru_cache(maxsize=8)
@@ -280,14 +252,14 @@ def _verified_idx(path: str, size: int, mtime_ns: int, md5: str) -> np.ndarray:
     p = Path(path)
     actual = _hash_file(p, "md5")
     if actual != md5:
-        raise _remove_bad_file(p, f"md5 {actual} is not the expected {md5} ({size} bytes: a truncated or "
-                                  "corrupted copy)", "Call again with download=True to fetch a fresh copy, or "
-                                  f"copy a good one (md5 {md5}) to {p.parent}.")
+        raise _bad_file(p, f"md5 {actual} is not the expected {md5} ({size} bytes: a truncated or corrupted copy)",
+                        "Call again with download=True to fetch a fresh copy, or copy a good one "
+                        f"(md5 {md5}) to {p.parent}.")
     try:
         raw = gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{p}: cannot be decompressed ({type(e).__name__}: {e})") from e
-    array = _parse_idx(raw, str(p))
+    array = _parse_idx_uint8(raw, str(p))
     array.setflags(write=False)
     return array
 
@@ -328,8 +300,8 @@ def load_mnist(split: str = "train", root=None, download: bool = True, binarize:
     ``loader(x, y, dynamic_binarize=True)``, which draws fresh pixels every epoch (Burda et al.'s setting).
     Returns copies (callers may modify them); the parsed files are cached in memory.
     """
-    _check_choice("MNIST split", split, tuple(MNIST_SPLITS))
-    _check_choice("binarize", binarize, _BINARIZE)
+    choice("MNIST split", split, tuple(MNIST_SPLITS))
+    choice("binarize", binarize, _BINARIZE)
     _check_download(download)
     _check_dtype(dtype)
     images_name, labels_name, rows = MNIST_SPLITS[split]
@@ -365,23 +337,17 @@ _AMAT_D = 784
 
 
 def _parse_amat(raw: bytes, source: str) -> np.ndarray:
-    """Parse .amat text (one image per line, 784 values 0/1 separated by spaces) to uint8 (n, 784)."""
+    """uint8 (n, 784) of the official .amat text: per line 784 digits 0/1 separated by single spaces, then a newline.
+
+    Only ever called on text whose SHA-256 matched the official file, which has exactly this layout.
+    """
     width = 2 * _AMAT_D  # "0 1 ... 0\n": 784 digits, 783 spaces, 1 newline
-    if raw and len(raw) % width == 0:  # fast path: the official layout, checked byte by byte
-        lines = np.frombuffer(raw, dtype=np.uint8).reshape(-1, width)
-        values = lines[:, 0::2] - ord("0")
-        if (values <= 1).all() and (lines[:, 1:-1:2] == ord(" ")).all() and (lines[:, -1] == ord("\n")).all():
-            return values
-    rows = raw.split(b"\n")  # general path: any whitespace, "\r\n", trailing spaces, no final newline
-    rows = [r for r in rows if r.strip()]
-    try:
-        values = np.array([r.split() for r in rows], dtype=np.float64)
-    except ValueError as e:
-        raise DataError(f"{source}: not an .amat file of {_AMAT_D} numbers per line ({e})") from e
-    if values.ndim != 2 or values.shape[1] != _AMAT_D or not np.isin(values, (0.0, 1.0)).all():
-        raise DataError(f"{source}: expected lines of {_AMAT_D} values 0 or 1, got an array of shape "
-                        f"{values.shape}")
-    return values.astype(np.uint8)
+    if not raw or len(raw) % width:
+        raise DataError(f"{source}: {len(raw)} bytes is not a whole number of {width}-byte .amat lines")
+    values = np.frombuffer(raw, dtype=np.uint8).reshape(-1, width)[:, 0::2] - ord("0")
+    if (values > 1).any():
+        raise DataError(f"{source}: holds characters other than the digits 0 and 1 where pixels should be")
+    return values
 
 
 @functools.lru_cache(maxsize=3)
@@ -393,55 +359,26 @@ def _verified_amat(path: str, size: int, mtime_ns: int, sha256: str) -> np.ndarr
     try:
         raw = gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise _remove_bad_file(p, f"is not a complete gzip file ({type(e).__name__}: {e})", fix) from e
+        raise _bad_file(p, f"is not a complete gzip file ({type(e).__name__}: {e})", fix) from e
     actual = hashlib.sha256(raw).hexdigest()
     if actual != sha256:
-        raise _remove_bad_file(p, f"sha256 of the uncompressed content {actual} is not the expected {sha256} "
-                                  f"({len(raw)} bytes: a truncated or corrupted copy)", fix)
-    packed = np.packbits(_parse_amat(raw, str(p)), axis=1)
-    packed.setflags(write=False)
-    return packed
-
-
-def _amat_cache_name(name: str, sha256: str, packed: np.ndarray) -> str:
-    return f"{name}.{sha256[:16]}.{hashlib.sha256(packed.tobytes()).hexdigest()[:16]}.npy"
-
-
-@functools.lru_cache(maxsize=3)
-def _load_amat_cache(path: str, size: int, mtime_ns: int, name: str, sha256: str) -> np.ndarray:
-    """The bit-packed array of a .npy cache, checked against the digests in its name (DataError if inconsistent)."""
-    p = Path(path)
-    try:
-        packed = np.load(p, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{p}: unreadable cache ({e})") from e
-    if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != -(-_AMAT_D // 8) \
-            or p.name != _amat_cache_name(name, sha256, packed):
-        raise DataError(f"{p}: cache does not match the digests in its name")
+        raise _bad_file(p, f"sha256 of the uncompressed content {actual} is not the expected {sha256} "
+                           f"({len(raw)} bytes: a truncated or corrupted copy)", fix)
+    packed = np.packbits(_parse_amat(raw, str(p)), axis=1)  # 8x smaller in memory; unpacked per call
     packed.setflags(write=False)
     return packed
 
 
 def _binarized_packed(folder: Path, name: str, download: bool, title: str) -> np.ndarray:
     sha256 = BINARIZED_MNIST_SHA256[name]
-    for cache in sorted(folder.glob(f"{name}.{sha256[:16]}.*.npy")) if folder.is_dir() else ():
-        try:
-            return _load_amat_cache(*_stat_key(cache), name, sha256)
-        except DataError:
-            with contextlib.suppress(OSError):
-                cache.unlink()
-    sources = [folder / name, folder / f"{name}.gz"]
-    present = [s for s in sources if s.exists()]
+    present = [s for s in (folder / name, folder / f"{name}.gz") if s.exists()]
     if not present:
         needed = {name: sha256}
         if not download:
             raise _missing_error(title, folder, needed, "sha256 (uncompressed; .gz accepted)", BINARIZED_MNIST_MIRRORS)
         _download(name, BINARIZED_MNIST_MIRRORS, folder / name, sha256, "sha256", title, needed)
         present = [folder / name]
-    packed = _verified_amat(*_stat_key(present[0]), sha256)
-    with contextlib.suppress(OSError):  # a read-only folder (a shared copy) simply gets no cache
-        _atomic_write(folder / _amat_cache_name(name, sha256, packed), lambda f: np.save(f, packed))
-    return packed
+    return _verified_amat(*_stat_key(present[0]), sha256)
 
 
 def load_binarized_mnist(split: str = "train", root=None, download: bool = True,
@@ -451,14 +388,13 @@ def load_binarized_mnist(split: str = "train", root=None, download: bool = True,
     The data of the IWAE paper's fixed-binarization results.
     Reads ``binarized_mnist_{split}.amat`` (or ``.amat.gz``) from ``data_root(root)/binarized_mnist``,
     downloading the plain file from `BINARIZED_MNIST_MIRRORS` when absent and `download`; its uncompressed
-    text must have the SHA-256 in `BINARIZED_MNIST_SHA256` (a wrong one: the file is removed and the error says
-    so; absent with ``download=False`` or no network: an error naming the file, its SHA-256 and the folder).
-    After the first verified parse a bit-packed ``.npy`` cache (5 MB for train) is written next to it, its name
-    carrying both digests, and later calls read that (a read-only folder simply gets no cache).
+    text must have the SHA-256 in `BINARIZED_MNIST_SHA256` (a wrong one: the file is moved aside to NAME.corrupt
+    and the error says so; absent with ``download=False`` or no network: an error naming the file, its SHA-256
+    and the folder). The parsed arrays are cached in memory (bit-packed) for the session.
     Warning: the **test split is sorted by class** (all 0s first): shuffle before any order-sensitive use.
     Returns a copy (callers may modify it).
     """
-    _check_choice("binarized MNIST split", split, BINARIZED_MNIST_SPLITS)
+    choice("binarized MNIST split", split, BINARIZED_MNIST_SPLITS)
     _check_download(download)
     _check_dtype(dtype)
     folder = data_root(root) / "binarized_mnist"
@@ -506,8 +442,8 @@ def load_digits(split: str = "train", binarize: str | None = None,
     ``loader(x, y, dynamic_binarize=True)``, which draws fresh pixels every epoch (evaluate on "fixed" pixels
     or on the grey levels' expected likelihood). Works offline; arrays are cached in memory and copies returned.
     """
-    _check_choice("digits split", split, tuple(DIGITS_SPLITS))
-    _check_choice("binarize", binarize, _BINARIZE)
+    choice("digits split", split, tuple(DIGITS_SPLITS))
+    choice("binarize", binarize, _BINARIZE)
     _check_dtype(dtype)
     pixels, labels, fixed, splits = _digits_arrays()
     rows = splits[split]
@@ -539,17 +475,13 @@ SPIRAL_NOISE = 0.1
 _TOY_MIXTURES = {"ring8": (RING8_MEANS, RING8_STD), "grid25": (GRID25_MEANS, GRID25_STD)}
 
 
-def _check_int(what, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def toy_2d(name: str, n: int, seed: int = 0) -> torch.Tensor:
-    """n points (n, 2) float32 from the toy density `name` in TOY_2D_NAMES, reproducible from `seed`."""
-    _check_choice("toy_2d name", name, TOY_2D_NAMES)
-    n = _check_int("n", n, 1)
-    rs = np.random.RandomState(_check_int("seed", seed, 0))
+    """n points (n, 2) float32 from the toy density `name` in TOY_2D_NAMES, reproducible from seed (+ $GVLIB_SEED_OFFSET)."""
+    from . import _shifted
+
+    choice("toy_2d name", name, TOY_2D_NAMES)
+    n = positive_int("n", n)
+    rs = np.random.RandomState(_shifted(seed) % 2**32)
     if name in _TOY_MIXTURES:
         means, std = _TOY_MIXTURES[name]
         means = np.asarray(means)
@@ -578,7 +510,7 @@ def toy_2d_log_prob(name: str, x: torch.Tensor) -> torch.Tensor:
     8 squares and -inf elsewhere; moons and spiral raise NotImplementedError (no closed form). Computed in x's
     dtype and on x's device.
     """
-    _check_choice("toy_2d name", name, TOY_2D_NAMES)
+    choice("toy_2d name", name, TOY_2D_NAMES)
     if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x) or x.ndim < 1 or x.shape[-1] != 2:
         got = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a floating tensor of shape (..., 2), got {got}")
@@ -617,8 +549,7 @@ def centre_mask(image_shape, frac: float, device=None) -> torch.Tensor:
     if shape is None or len(shape) not in (2, 3) or \
             any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
         raise ValueError(f"image_shape must be (H, W) or (C, H, W) of positive ints, got {image_shape!r}")
-    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
-        raise ValueError(f"frac (the fraction of each side that is hidden) must be in (0, 1), got {frac!r}")
+    probability("frac (the fraction of each side that is hidden)", frac)
     height, width = shape[-2:]
     h = max(1, math.floor(frac * height + 0.5))  # round half up
     w = max(1, math.floor(frac * width + 0.5))
@@ -626,6 +557,24 @@ def centre_mask(image_shape, frac: float, device=None) -> torch.Tensor:
     mask = torch.zeros(shape, dtype=torch.bool, device=device)
     mask[..., top:top + h, left:left + w] = True
     return mask
+
+
+def paste(border: torch.Tensor, centre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Whole flat images from their two parts: out[:, ~mask] = border (n, D - m), out[:, mask] = centre (n, m) -> (n, D).
+
+    `mask` is a flat bool mask of D pixels (e.g. ``centre_mask((8, 8), 0.5).flatten()``) with m True entries.
+    """
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() != 1:
+        raise ValueError("mask must be a flat bool tensor of D pixels, e.g. centre_mask((8, 8), 0.5).flatten()")
+    m = int(mask.sum())
+    if border.dim() != 2 or centre.dim() != 2 or border.shape[0] != centre.shape[0] \
+            or border.shape[1] != mask.numel() - m or centre.shape[1] != m:
+        raise ValueError(f"border must be (n, {mask.numel() - m}) and centre (n, {m}) for this mask, got "
+                         f"{tuple(border.shape)} and {tuple(centre.shape)}")
+    out = border.new_empty(border.shape[0], mask.numel())
+    out[:, ~mask.to(border.device)] = border
+    out[:, mask.to(border.device)] = centre.to(border.dtype)
+    return out
 
 
 
@@ -642,10 +591,12 @@ class _Loader:
         self.shuffle = shuffle
         self.dynamic_binarize = dynamic_binarize
         self.drop_last = drop_last
+        from . import _shifted
+
         self.generator = torch.Generator()
         if seed is not None:
-            self.generator.manual_seed(seed)
-        else:
+            self.generator.manual_seed(_shifted(seed) % 2**63)
+        else:  # from torch's global generator, which seed_everything seeds
             self.generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
 
     def __len__(self):
@@ -674,7 +625,8 @@ def loader(*tensors: torch.Tensor, batch_size: int = 100, shuffle: bool = True,
     """Re-iterable mini-batches (x[idx], y[idx], ...) of size `batch_size`, reshuffled each pass (epoch).
 
     With `dynamic_binarize`, x (values in [0, 1]) is replaced by a fresh Bernoulli(x) draw every time a batch
-    is made (dynamic binarization: new pixels every epoch); `seed` fixes the order and the draws.
+    is made (dynamic binarization: new pixels every epoch); `seed` (+ $GVLIB_SEED_OFFSET) fixes the order and
+    the draws; without it they follow torch's global generator.
     """
     if not tensors:
         raise ValueError("loader needs at least one tensor, e.g. loader(x) or loader(x, y)")
@@ -688,8 +640,7 @@ def loader(*tensors: torch.Tensor, batch_size: int = 100, shuffle: bool = True,
     if bad:
         raise ValueError(f"all tensors must have the same length (first dim) {n}, got shapes "
                          f"{[tuple(t.shape) for t in tensors]}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = positive_int("batch_size", batch_size)
     if dynamic_binarize:
         x = tensors[0]
         if not torch.is_floating_point(x) or (x.numel() and (x.min() < 0 or x.max() > 1)):

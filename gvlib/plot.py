@@ -1,12 +1,15 @@
 """Figures of the course in one house style: a colour-blind-safe palette, large fonts, dpi 90.
 
-Importing this module applies the style (`style()` re-applies it, or applies it inside a `with` block).
-Every function takes `ax=` to draw into an existing Axes (compose figures with plt.subplots), sets a
-title and axis labels, and returns the Figure. Tensors on any device are accepted (see `to_numpy`).
+Importing this module changes nothing. Every function here draws inside `style()` (matplotlib's rc_context,
+so the user's settings are restored after), takes `ax=` to draw into an existing Axes (compose figures with
+plt.subplots), sets a title and axis labels, and returns the Figure. A notebook that wants the house style
+for its own figures too calls `use_style()` once. Tensors on any device are accepted (see `to_numpy`).
 """
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from typing import Callable, Mapping, Sequence
 
 import matplotlib as mpl
@@ -16,8 +19,8 @@ import torch
 from cycler import cycler
 from matplotlib.figure import Figure
 
-__all__ = ["PALETTE", "MARKERS", "STYLE", "CMAP", "CMAP_IMAGE", "style", "to_numpy", "image_grid", "compare_images",
-           "plot_history", "plot_curves_with_spread", "plot_latent_2d", "plot_manifold_2d", "plot_samples_2d",
+__all__ = ["PALETTE", "MARKERS", "STYLE", "CMAP", "CMAP_IMAGE", "style", "use_style", "to_numpy", "image_grid",
+           "compare_images", "plot_curves_with_spread", "plot_latent_2d", "plot_manifold_2d", "plot_samples_2d",
            "plot_density_2d"]
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
@@ -52,23 +55,23 @@ STYLE = {
 }
 
 
-class style:
-    """Apply the house rcParams (STYLE): `style()` for the session, or `with style(): ...` to undo them after."""
-
-    def __init__(self, **overrides):
-        params = {**STYLE, **overrides}
-        self._saved = {k: mpl.rcParams[k] for k in params}
-        mpl.rcParams.update(params)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        mpl.rcParams.update(self._saved)
-        return False
+def style(**overrides):
+    """The house rcParams (STYLE, with `overrides`) as a context: `with style(): ...`; the user's settings come back after."""
+    return mpl.rc_context({**STYLE, **overrides})
 
 
-style()
+def use_style(**overrides) -> None:
+    """Apply the house rcParams for the rest of the session (a notebook's first cell), for the notebook's own figures."""
+    mpl.rcParams.update({**STYLE, **overrides})
+
+
+def _styled(fn):
+    """Run a plotting function inside `style()`."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with style():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def to_numpy(x) -> np.ndarray:
@@ -150,6 +153,7 @@ def _value_range(a, vmin, vmax):
 
 
 # --------------------------------------------------------------------------------------------- images
+@_styled
 def image_grid(images, nrow: int | None = None, image_shape=None, titles: Sequence[str] | None = None, ax=None,
                title: str | None = None, vmin=None, vmax=None, cmap: str = CMAP_IMAGE) -> Figure:
     """Grid of n images (n, D) | (n, H, W) | (n, C, H, W), D = 64 / 784 read as 8x8 / 28x28; `nrow` images per row.
@@ -191,6 +195,7 @@ def image_grid(images, nrow: int | None = None, image_shape=None, titles: Sequen
     return _finish(ax, title if title is not None else f"{n} images ({shape})")
 
 
+@_styled
 def compare_images(rows: Mapping[str, object], image_shape=None, ax=None, title: str | None = None, vmin=None,
                    vmax=None, cmap: str = CMAP_IMAGE) -> Figure:
     """One labelled row per entry of {label: images (n, D) | (n, H, W)}, e.g. {"data": x, "reconstruction": x_hat}."""
@@ -227,39 +232,14 @@ def compare_images(rows: Mapping[str, object], image_shape=None, ax=None, title:
 
 
 # --------------------------------------------------------------------------------------------- curves
-def _series(history, key, split):
-    """The per-epoch list of `key` ("loss" or a term) on `split` ("train" or "valid") of a History or dict, or None."""
-    if isinstance(history, Mapping):
-        d = history
-    elif hasattr(history, "as_dict"):
-        d = history.as_dict()
-    else:
-        raise TypeError(f"expected a gvlib.train.History (or its as_dict()), got {type(history).__name__}")
-    if key in ("loss", "train", "valid"):
-        split = "valid" if key == "valid" else ("train" if key == "train" else split)
-        values = d.get(split)
-    else:
-        values = (d.get(f"{split}_terms") or {}).get(key)
-        if values is None and split == "train" and isinstance(d.get(key), (list, tuple)):
-            values = d.get(key)  # a plain dict of lists {"kl": [...]}
-    if values is None or len(values) == 0:
-        return None
-    epochs = d.get("epoch") or list(range(1, len(values) + 1))
-    return np.asarray(epochs[:len(values)], dtype=float), np.asarray(values, dtype=float)
-
-
-def _known_keys(history):
-    d = history if isinstance(history, Mapping) else history.as_dict()
-    return ["loss"] + list(d.get("train_terms") or {})
-
-
 def _band(ax, x_list, y_list, color, label, linestyle, spread):
     length = max(len(y) for y in y_list)
     y = np.full((len(y_list), length), np.nan)
     for i, v in enumerate(y_list):
         y[i, :len(v)] = v
     x = next(xx for xx in x_list if len(xx) == length)
-    with np.errstate(all="ignore"), _quiet_nan_warnings():
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns where shorter runs end
         mean = np.nanmean(y, axis=0)
         if spread == "std":
             lo, hi = mean - np.nanstd(y, axis=0), mean + np.nanstd(y, axis=0)
@@ -272,70 +252,7 @@ def _band(ax, x_list, y_list, color, label, linestyle, spread):
         ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
 
 
-class _quiet_nan_warnings:
-    def __enter__(self):
-        import warnings
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
-
-
-def plot_history(history, keys: Sequence[str] | None = None, ax=None, title: str | None = None,
-                 ylabel: str = "loss (nats)", xlabel: str = "epoch", labels: Sequence[str] | None = None,
-                 splits: Sequence[str] = ("train", "valid"), spread: str = "std", logy: bool = False) -> Figure:
-    """Per-epoch curves (train solid, valid dashed) of the loss and of the extra terms in `keys` against epoch.
-
-    history: a History (or its as_dict()), a list of them (named by `labels`), or {label: History or [Histories
-    over seeds]}: several histories per label are drawn as their mean and a ± 1 s.d. band (spread="minmax" for
-    the range). keys: "loss" (default) and/or names of terms logged by a dict loss ("rec", "kl", ...).
-    """
-    if isinstance(history, Mapping) and not ("train" in history and "epoch" in history):
-        groups = {str(k): (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in history.items()}
-    elif isinstance(history, (list, tuple)):
-        if labels is not None and len(labels) != len(history):
-            raise ValueError(f"labels has {len(labels)} entries for {len(history)} histories")
-        names = labels or [getattr(h, "label", None) or f"run {i + 1}" for i, h in enumerate(history)]
-        groups = {str(n): [h] for n, h in zip(names, history)}
-    else:
-        groups = {(labels[0] if labels else getattr(history, "label", None) or ""): [history]}
-    if not groups or any(len(v) == 0 for v in groups.values()):
-        raise ValueError("plot_history got no history to plot")
-    keys = list(keys) if keys is not None else ["loss"]
-    first = next(iter(groups.values()))[0]
-    fig, ax = _axes(ax)
-    styles = {"train": "-", "valid": "--"}
-    n_lines, i = 0, 0
-    for label, hs in groups.items():
-        for key in keys:
-            if key != "loss" and key not in ("train", "valid") and all(_series(h, key, "train") is None
-                                                                        and _series(h, key, "valid") is None
-                                                                        for h in hs):
-                raise KeyError(f"no term {key!r} in the history; it has {_known_keys(first)}")
-            color = PALETTE[i % len(PALETTE)]
-            i += 1
-            for split in splits:
-                found = [_series(h, key, split) for h in hs]
-                found = [f for f in found if f is not None]
-                if not found:
-                    continue
-                name = " ".join(p for p in (label, "" if keys == ["loss"] else key, split) if p)
-                _band(ax, [f[0] for f in found], [f[1] for f in found], color, name, styles.get(split, ":"), spread)
-                n_lines += 1
-    if n_lines == 0:
-        raise ValueError(f"nothing to plot for keys={keys} and splits={list(splits)}")
-    if logy:
-        ax.set_yscale("log")
-    if n_lines > 1:
-        ax.legend()
-    multi = any(len(v) > 1 for v in groups.values())
-    default = "training curves" + (f" (mean ± {'1 s.d.' if spread == 'std' else 'min-max'} over seeds)"
-                                   if multi else "")
-    return _finish(ax, title if title is not None else default, xlabel, ylabel)
-
-
+@_styled
 def plot_curves_with_spread(curves_by_label: Mapping[str, object], ax=None, title: str | None = None,
                             xlabel: str = "epoch", ylabel: str = "loss (nats)", spread: str = "std",
                             x=None) -> Figure:
@@ -368,6 +285,7 @@ def _points_2d(x, name):
     return a
 
 
+@_styled
 def plot_latent_2d(z, labels=None, ax=None, title: str | None = None, xlabel: str = "$z_1$",
                    ylabel: str = "$z_2$", legend_title: str = "label", s: float = 12, alpha: float = 0.7) -> Figure:
     """Scatter of latent codes z (n, 2), coloured by integer labels (n,) (legend) or continuous values (colorbar)."""
@@ -419,6 +337,7 @@ def _extent(extent):
     return e
 
 
+@_styled
 def plot_manifold_2d(decode_fn: Callable, n: int = 15, extent=None, image_shape=None, ax=None,
                      title: str | None = None, device=None, xlabel: str = "$z_1$", ylabel: str = "$z_2$") -> Figure:
     """Images decode_fn(z): (n², 2) -> (n², D) on an n x n grid of z: Gaussian quantiles Φ⁻¹(0.05..0.95), or linear on `extent`.
@@ -465,6 +384,7 @@ def plot_manifold_2d(decode_fn: Callable, n: int = 15, extent=None, image_shape=
     return _finish(ax, title if title is not None else f"decoded latent grid ({how})", xlabel, ylabel)
 
 
+@_styled
 def plot_samples_2d(x, ax=None, title: str | None = None, labels=None, s: float = 6, alpha: float = 0.5,
                     xlabel: str = "$x_1$", ylabel: str = "$x_2$", color=None, label: str | None = None) -> Figure:
     """Scatter of 2-D points x (n, 2), or of several sets {label: (n, 2)} (e.g. data vs model samples) with a legend."""
@@ -483,6 +403,7 @@ def plot_samples_2d(x, ax=None, title: str | None = None, labels=None, s: float 
     return _finish(ax, title if title is not None else "samples", xlabel, ylabel)
 
 
+@_styled
 def plot_density_2d(log_prob_fn: Callable, extent=4.0, n: int = 150, ax=None, title: str | None = None,
                     log: bool = False, samples=None, device=None, xlabel: str = "$x_1$", ylabel: str = "$x_2$",
                     colorbar: bool = True) -> Figure:

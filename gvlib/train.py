@@ -8,13 +8,13 @@ Batches are moved to the device of the model's parameters; nothing here assumes 
 """
 from __future__ import annotations
 
-import contextlib
+import copy
 import dataclasses
+import json
 import math
 import os
 import pickle
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,12 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-__all__ = ["History", "CheckpointError", "fit", "save", "load", "iwae_schedule",
+from . import seed_offset
+from ._files import atomic_write
+from ._validate import nonnegative_int, positive_int
+from .models import config_dict
+
+__all__ = ["History", "Warmup", "CheckpointError", "fit", "save", "load", "iwae_schedule",
            "IWAE_STAGES", "IWAE_EPOCHS", "IWAE_ADAM"]
 
 IWAE_STAGES = 8
@@ -42,7 +47,7 @@ class CheckpointError(RuntimeError):
 # --------------------------------------------------------------------------------------------- history
 @dataclass
 class History:
-    """Per-epoch record of a `fit` run; `h["train"]`, `h["valid"]`, `h["kl"]` (train term), `h["valid_kl"]`."""
+    """Per-epoch record of a `fit` run: lists indexed by epoch, and the extra terms of a dict loss."""
 
     epoch: list = field(default_factory=list)        # 1, 2, ... (epochs completed)
     train: list = field(default_factory=list)        # mean training loss per epoch (over examples)
@@ -51,64 +56,49 @@ class History:
     lr: list = field(default_factory=list)           # learning rate of the first param group in each epoch
     train_terms: dict = field(default_factory=dict)  # extra terms of a dict loss, e.g. {"rec": [...], "kl": [...]}
     valid_terms: dict = field(default_factory=dict)  # the same terms on the validation data
-    best_epoch: int | None = None                    # epoch (1-based) of the lowest valid loss, None without valid
-    stopped_early: bool = False                      # True when `patience` (or a callback) ended the run
-    label: str | None = None                         # a name for legends (plot_history uses it)
+    stopped_early: bool = False                      # True when a callback ended the run
 
     def __len__(self) -> int:
         """Number of completed epochs."""
         return len(self.epoch)
 
-    def keys(self) -> list:
-        """Names accepted by `h[name]`: train, valid, time, lr, epoch, each term and valid_<term>."""
-        names = ["epoch", "train"] + (["valid"] if self.valid is not None else []) + ["time", "lr"]
-        return names + list(self.train_terms) + [f"valid_{k}" for k in self.valid_terms]
-
-    def __getitem__(self, name: str) -> list:
-        """The per-epoch list called `name` ("train", "valid", "kl", "train_kl", "valid_kl", "lr", ...)."""
-        if name in ("epoch", "train", "valid", "time", "lr"):
-            return getattr(self, name)
-        if name == "loss":
-            return self.train
-        if name in self.train_terms:
-            return self.train_terms[name]
-        for prefix, terms in (("train_", self.train_terms), ("valid_", self.valid_terms)):
-            if name.startswith(prefix) and name[len(prefix):] in terms:
-                return terms[name[len(prefix):]]
-        raise KeyError(f"History has no {name!r}; it has {self.keys()}")
-
-    @property
-    def best_valid(self) -> float | None:
-        """The lowest validation loss, or None without validation data."""
-        return min(self.valid) if self.valid else None
-
     def as_dict(self) -> dict:
-        """Plain dict of lists (torch.save- and json-friendly); `History.from_dict` inverts it."""
-        return {f.name: _plain_copy(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "History":
-        """A History from `as_dict()`'s output."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: _plain_copy(v) for k, v in d.items() if k in names})
+        """Plain dict of lists (torch.save- and json-friendly); `History(**d)` inverts it."""
+        return copy.deepcopy(dataclasses.asdict(self))
 
     def __repr__(self) -> str:
         if not self.epoch:
             return "History(0 epochs)"
         text = f"History({len(self)} epochs, train {self.train[0]:.4g} -> {self.train[-1]:.4g}"
         if self.valid:
-            text += f", valid {self.valid[-1]:.4g} (best {self.best_valid:.4g} at epoch {self.best_epoch})"
-        if self.stopped_early:
-            text += ", stopped early"
-        return text + f", {sum(self.time):.1f} s)"
+            text += f", valid {self.valid[0]:.4g} -> {self.valid[-1]:.4g}"
+        return text + (", stopped early" if self.stopped_early else "") + f", {sum(self.time):.1f} s)"
 
 
-def _plain_copy(v):
-    if isinstance(v, dict):
-        return {k: _plain_copy(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain_copy(x) for x in v]
-    return v
+class Warmup:
+    """A KL weight beta rising linearly from `start` to 1 over the first `epochs` epochs of a fit run.
+
+        warm = Warmup(10)
+        fit(model, lambda m, b: -(rec(m, b) - warm.beta * kl(m, b)).mean(), x, epochs=30, callback=warm.step)
+
+    `warm.beta` is start + (1 - start) * min(1, e / epochs) during epoch e + 1 (0-based e); `step` is fit's callback.
+    """
+
+    def __init__(self, epochs: int, start: float = 0.0):
+        self.epochs = positive_int("epochs", epochs)
+        self.start = float(start)
+        if not 0.0 <= self.start <= 1.0:
+            raise ValueError(f"start (beta in the first epoch) must lie in [0, 1], got {start!r}")
+        self.done = 0  # epochs completed
+
+    @property
+    def beta(self) -> float:
+        """The KL weight for the epoch being trained."""
+        return self.start + (1.0 - self.start) * min(1.0, self.done / self.epochs)
+
+    def step(self, epoch: int, model=None, history=None) -> None:
+        """fit's callback: record that `epoch` (1-based) is done, so the next epoch uses the next beta."""
+        self.done = epoch
 
 
 # --------------------------------------------------------------------------------------------- schedule
@@ -122,8 +112,7 @@ def iwae_schedule(total_epochs: int = IWAE_EPOCHS) -> Callable[[int], float]:
     (T = 30: stages 4..7 get 1, 2, 7, 20 epochs). Use `fit(..., lr=1e-3, schedule=iwae_schedule(T))`.
     The returned function has `.stages`: a list of (first_epoch, n_epochs, multiplier), one per stage.
     """
-    if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
-        raise ValueError(f"total_epochs must be a positive int, got {total_epochs!r}")
+    total_epochs = positive_int("total_epochs", total_epochs)
     ends, cum = [], 0
     for i in range(IWAE_STAGES):
         cum += 3 ** i
@@ -171,33 +160,6 @@ def _check_plain(value, where: str) -> None:
                     "None, lists, tuples and dicts (so torch.load(weights_only=True) can read it back)")
 
 
-def _model_config(model: nn.Module):
-    config = getattr(model, "config", None)
-    if callable(config):
-        config = config()
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
-    if config is not None:
-        _check_plain(config, f"{type(model).__name__}.config")
-    return config
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half of one
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def save(model: nn.Module, path, **extra) -> Path:
     """Write {state_dict, class, model.config, gvlib version, **extra} to `path` atomically (tmp + os.replace) -> path."""
     from gvlib import __version__
@@ -205,18 +167,17 @@ def save(model: nn.Module, path, **extra) -> Path:
     if not isinstance(model, nn.Module):
         raise TypeError(f"save expects an nn.Module, got {type(model).__name__}")
     _check_plain(extra, "save(**extra)")
+    _check_plain(config_dict(model), f"{type(model).__name__}.config")
     obj = {
         "format": _CHECKPOINT_FORMAT,
         "class": type(model).__name__,
-        "config": _model_config(model),
+        "config": config_dict(model),
         "gvlib_version": __version__,
         "torch_version": str(torch.__version__),
         "state_dict": model.state_dict(),
         "extra": extra,
     }
-    path = Path(path)
-    _atomic_torch_save(obj, path)
-    return path
+    return atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
 def _describe_mismatch(own: dict, theirs: dict, limit: int = 8) -> list:
@@ -238,16 +199,13 @@ def _describe_mismatch(own: dict, theirs: dict, limit: int = 8) -> list:
     return problems
 
 
-def load(model: nn.Module, path) -> dict:
-    """Load weights from `save`/`fit(checkpoint=)` into `model` on its device -> {class, config, gvlib_version, **extra}."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"load expects an nn.Module to load into, got {type(model).__name__}")
-    path = Path(path)
+def _read(path: Path, device) -> tuple[dict, str | None, dict]:
+    """(state_dict, saved class, info) of a checkpoint file, every tensor mapped to `device`; CheckpointError if unreadable."""
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path} (absolute: {path.resolve()}); write one with "
                                 "gvlib.train.save(model, path) or fit(..., checkpoint=path)")
     try:
-        obj = torch.load(path, map_location=_model_device(model), weights_only=True)
+        obj = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         reason = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0] if lines else "")
@@ -267,6 +225,15 @@ def load(model: nn.Module, path) -> dict:
         state_dict, saved_class, info = obj, None, {"class": None, "config": None, "gvlib_version": None}
     else:
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a gvlib checkpoint or a state_dict")
+    return state_dict, saved_class, info
+
+
+def load(model: nn.Module, path) -> dict:
+    """Load weights from `save`/`fit(checkpoint=)` into `model` on its device -> {class, config, gvlib_version, **extra}."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"load expects an nn.Module to load into, got {type(model).__name__}")
+    path = Path(path)
+    state_dict, saved_class, info = _read(path, _model_device(model))
     problems = _describe_mismatch(model.state_dict(), state_dict)
     if problems:
         origin = f"saved from a {saved_class}" if saved_class else "a plain state_dict"
@@ -351,7 +318,7 @@ def _split_loss(out, split, epoch, i):
     return loss.reshape(()), terms
 
 
-def _run_epoch(model, loss_fn, batches, device, optimizer, clip_grad, epoch, split, before_step=None):
+def _run_epoch(model, loss_fn, batches, device, optimizer, epoch, split, before_step=None):
     """One pass: mean loss and terms over examples (batch values weighted by batch size); steps when optimizer."""
     total, count, sums = 0.0, 0, {}
     n_batches = len(batches) if hasattr(batches, "__len__") else "?"
@@ -365,13 +332,11 @@ def _run_epoch(model, loss_fn, batches, device, optimizer, clip_grad, epoch, spl
                 + ("before this step, so the model holds the weights from before this batch. "
                    if optimizer is not None else "during validation. ")
                 + "Usual causes: a learning rate too high, log of 0 (compute in log-space, from logits), "
-                "exp of a large log-variance; try a lower lr or clip_grad=...")
+                "exp of a large log-variance; try a lower lr")
         n = batch[0].shape[0] if isinstance(batch[0], torch.Tensor) and batch[0].dim() > 0 else 1
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
             if before_step is not None:
                 before_step()
             optimizer.step()
@@ -432,46 +397,61 @@ def _set_rng_state(state: dict, device, batches) -> None:
         generator.set_state(state["loader"].to(cpu))
 
 
-def _clone_state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def _optimizer_settings(opt) -> dict:
+    """The optimizer's class and hyperparameters (initial lr, betas, momentum, ...), without its state."""
+    groups = [{k: (v if k != "lr" else g.get("initial_lr", v)) for k, v in g.items() if k not in ("params", "initial_lr")}
+              for g in opt.param_groups]
+    return {"class": type(opt).__name__, "groups": groups}
+
+
+def _n_examples(batches) -> int | None:
+    tensors = getattr(batches, "tensors", None)
+    return int(tensors[0].shape[0]) if tensors else None
+
+
+def _fingerprint(model, opt, batches, batch_size, valid, dynamic_binarize, seed, schedule_every) -> dict:
+    """What a resumed run must share with the run that wrote the checkpoint (JSON-comparable)."""
+    fp = {"model": type(model).__name__, "config": config_dict(model),
+          "parameters": {k: list(v.shape) for k, v in model.state_dict().items()},
+          "optimizer": _optimizer_settings(opt), "train_examples": _n_examples(batches), "batch_size": batch_size,
+          "with_valid": valid is not None, "dynamic_binarize": dynamic_binarize, "seed": seed,
+          "seed_offset": seed_offset(), "schedule_every": schedule_every}
+    return json.loads(json.dumps(fp, default=str))  # tuples -> lists, odd values -> str: comparable after a round trip
+
+
+def _fingerprint_mismatch(saved: dict, now: dict) -> list[str]:
+    keys = sorted(set(saved) | set(now))
+    return [f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
 
 
 def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int = 100, lr: float = 1e-3,
         valid=None, optimizer=None, schedule: Callable[[int], float] | None = None, schedule_every: str = "epoch",
-        patience: int | None = None, dynamic_binarize: bool = False, seed: int | None = None, progress: bool | None = None, checkpoint=None,
-        callback: Callable | None = None, clip_grad: float | None = None, device=None) -> History:
+        dynamic_binarize: bool = False, seed: int | None = None, progress: bool | None = None, checkpoint=None,
+        callback: Callable | None = None, device=None) -> History:
     """Minimise mean loss_fn(model, batch) -> scalar (or {"loss": scalar, term: scalar, ...}) over `data` for `epochs` epochs.
 
     data / valid: a tensor x, a tuple (x, y, ...) of equally long tensors (batched by gvlib.data.loader;
-    `seed` seeds its shuffling, `dynamic_binarize` redraws x ~ Bernoulli(x) per batch, training data only),
-    or any re-iterable of batches (a list of batches, a loader). valid is evaluated each epoch with
-    model.eval() and torch.no_grad(). Reported losses are means over examples (batch means weighted by size).
+    `seed` (+ $GVLIB_SEED_OFFSET) seeds its shuffling, `dynamic_binarize` redraws x ~ Bernoulli(x) per batch,
+    training data only), or any re-iterable of batches. valid is evaluated each epoch with model.eval() and
+    torch.no_grad(). Reported losses are means over examples (batch means weighted by size).
     optimizer: None (Adam with `lr`), an Optimizer, or a function params -> Optimizer.
     schedule: epoch (0-based) -> lr multiplier of the optimizer's initial lr, e.g. `iwae_schedule(epochs)`;
     with schedule_every="step" it is called with the optimisation step instead (0-based, counted over the
-    whole run, resumes included), e.g. `iwae_schedule(epochs * batches_per_epoch)` for short runs.
-    patience: stop when valid has not improved for `patience` epochs and restore the best weights.
-    checkpoint: a path; saved after every epoch (weights, optimizer, history, RNG states); if it exists,
-    the run resumes after its last completed epoch, giving the same result as an uninterrupted run.
+    whole run, resumes included).
+    checkpoint: a path; saved after every epoch (weights, optimizer, history, RNG states). If it exists, the run
+    resumes after its last completed epoch and gives the same result as an uninterrupted run; a checkpoint
+    written with other settings (model, config, optimizer and its hyperparameters, data size, batch size,
+    validation data, binarization, seed) is refused with a CheckpointError that lists what differs.
     callback(epoch, model, history) runs after each epoch (1-based epoch); returning True stops the run.
-    clip_grad: max global gradient norm. device: move the model there first; batches follow the model.
-    progress: a tqdm bar over epochs; None shows it in a terminal or Jupyter unless GVLIB_QUIET=1.
-    A NaN/inf loss raises FloatingPointError naming the epoch and batch. Returns the History, with the
-    model in eval mode.
+    device: move the model there first; batches follow the model. progress: a tqdm bar over epochs; None shows
+    it in a terminal or Jupyter unless GVLIB_QUIET=1. A NaN/inf loss raises FloatingPointError naming the epoch
+    and batch. Returns the History, with the model in eval mode.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"fit trains an nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a function (model, batch) -> loss, got {type(loss_fn).__name__}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-    if patience is not None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience must be a positive int (epochs without improvement), got {patience!r}")
-        if valid is None:
-            raise ValueError("patience (early stopping) needs validation data: pass valid=...")
-    if clip_grad is not None and not (clip_grad > 0):
-        raise ValueError(f"clip_grad must be a positive max norm, got {clip_grad!r}")
+    epochs = nonnegative_int("epochs", epochs)
     if schedule is not None and not callable(schedule):
         raise TypeError(f"schedule must be a function epoch -> lr multiplier, got {type(schedule).__name__}")
     if schedule_every not in ("epoch", "step"):
@@ -487,33 +467,30 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
     opt = _make_optimizer(optimizer, model, lr)
     for group in opt.param_groups:
         group.setdefault("initial_lr", group["lr"])
+    fp = _fingerprint(model, opt, batches, batch_size, valid, dynamic_binarize, seed, schedule_every)
 
     history = History(valid=[] if valid is not None else None)
-    best_state, start, steps = None, 0, 0
+    start, steps = 0, 0
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
-        info = load(model, path)
-        state = info.get("fit_state")
+        state = _read(path, dev)[2].get("fit_state")
         if state is None:
             raise CheckpointError(f"{path} was written by save(), not by fit(checkpoint=...): it has no "
                                   "optimizer state or history to resume from; pass another checkpoint path")
+        differs = _fingerprint_mismatch(state.get("fingerprint") or {}, fp)
+        if differs:
+            raise CheckpointError(f"{path} was written by a run with other settings, so it cannot be resumed here: "
+                                  + "; ".join(differs) + ". Resume with the same settings, or use a fresh checkpoint path")
+        load(model, path)
         opt.load_state_dict(state["optimizer"])
-        history = History.from_dict(state["history"])
-        if (history.valid is None) != (valid is None):
-            raise CheckpointError(f"{path} was trained {'with' if history.valid is not None else 'without'} "
-                                  f"validation data and this call is {'with' if valid is not None else 'without'}; "
-                                  "resume with the same arguments or use a fresh checkpoint path")
-        start = state["epoch"]
-        steps = state.get("steps", 0)
-        best_state = state.get("best_state")
-        if state.get("last_state") is not None:  # the run ended by restoring its best weights: go on from the last
-            model.load_state_dict(state["last_state"])
+        history = History(**state["history"])
+        start, steps = state["epoch"], state.get("steps", 0)
         _set_rng_state(state["rng"], dev, batches)
 
-    def write_checkpoint(epoch_done, last_state=None):
+    def write_checkpoint(epoch_done):
         if path is not None:
-            fit_state = {"epoch": epoch_done, "steps": steps, "optimizer": opt.state_dict(), "history": history.as_dict(),
-                         "rng": _rng_state(dev, batches), "best_state": best_state, "last_state": last_state}
+            fit_state = {"epoch": epoch_done, "steps": steps, "optimizer": opt.state_dict(),
+                         "history": history.as_dict(), "rng": _rng_state(dev, batches), "fingerprint": fp}
             save(model, path, fit_state=fit_state)
 
     def step_hook():
@@ -534,12 +511,11 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
                 _apply_schedule(opt, schedule, epoch)
             model.train()
             t0 = time.perf_counter()
-            train_loss, train_terms = _run_epoch(model, loss_fn, batches, dev, opt, clip_grad, epoch + 1, "training",
+            train_loss, train_terms = _run_epoch(model, loss_fn, batches, dev, opt, epoch + 1, "training",
                                                  before_step=step_hook)
-            seconds = time.perf_counter() - t0
             history.epoch.append(epoch + 1)
             history.train.append(train_loss)
-            history.time.append(seconds)
+            history.time.append(time.perf_counter() - t0)
             history.lr.append(float(opt.param_groups[0]["lr"]))
             for k, v in train_terms.items():
                 history.train_terms.setdefault(k, []).append(v)
@@ -547,33 +523,18 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
             if valid_batches is not None:
                 model.eval()
                 with torch.no_grad():
-                    valid_loss, valid_terms = _run_epoch(model, loss_fn, valid_batches, dev, None, None,
-                                                         epoch + 1, "validation")
+                    valid_loss, valid_terms = _run_epoch(model, loss_fn, valid_batches, dev, None, epoch + 1,
+                                                         "validation")
                 history.valid.append(valid_loss)
                 for k, v in valid_terms.items():
                     history.valid_terms.setdefault(k, []).append(v)
-                if history.best_epoch is None or valid_loss < history.valid[history.best_epoch - 1]:
-                    history.best_epoch = epoch + 1
-                    if patience is not None:
-                        best_state = _clone_state(model)
-                elif patience is not None and epoch + 1 - history.best_epoch >= patience:
-                    history.stopped_early = True
                 postfix["valid"] = f"{valid_loss:.4g}"
             if callback is not None and callback(epoch + 1, model, history):
                 history.stopped_early = True
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
-            if not history.stopped_early and epoch + 1 < epochs:
-                write_checkpoint(epoch + 1)
+            write_checkpoint(epoch + 1)
     finally:
         bar.close()
-
-    last_state = None
-    last_epoch = history.epoch[-1] if history.epoch else None
-    if patience is not None and best_state is not None and history.best_epoch != last_epoch:
-        last_state = _clone_state(model)
-        model.load_state_dict(best_state)
-    if history.epoch and start < len(history.epoch):  # something was trained in this call
-        write_checkpoint(len(history.epoch), last_state)
     model.eval()
     return history

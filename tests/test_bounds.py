@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -231,11 +229,13 @@ def test_estimate_chunks_samples_and_batch_and_combines_them_exactly():
     assert spy.training, "the model's train/eval mode is restored"
     assert max(c[0] for c in spy.calls) == 300 and max(c[1] for c in spy.calls) == 3
     assert sum(k * b for k, b, _ in spy.calls) == 1000 * 7  # every input got exactly k samples
-    # the chunks' combination equals one logsumexp over all k samples: replay the same draws unchunked
+    # the chunks' combination equals log mean exp over all k samples: replay the same draws unchunked and
+    # reduce them with NumPy's logaddexp (an implementation independent of torch and of gvlib.bounds)
     torch.manual_seed(0)
     parts = [[model.log_weights(x[i:i + 3], kk) for kk in (300, 300, 300, 100)] for i in range(0, 7, 3)]
-    full = torch.cat([iwae_bound(torch.cat(p, 0)) for p in parts])
-    torch.testing.assert_close(est, full.detach())
+    full = np.concatenate([np.logaddexp.reduce(torch.cat(p, 0).detach().numpy(), axis=0) - math.log(1000)
+                           for p in parts])
+    np.testing.assert_allclose(est.numpy(), full, rtol=0, atol=1e-10)
 
 
 def test_estimate_passes_labels_through():
@@ -318,12 +318,3 @@ def test_active_units_rejects_bad_input():
         active_units(model, torch.rand(1, 4))
     with pytest.raises(ValueError, match="threshold"):
         active_units(model, torch.rand(5, 4), threshold=-1)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
-@pytest.mark.parametrize("setting, expected", [("1", "True"), ("0", "False")])
-def test_malloc_tuning_is_applied_and_can_be_switched_off(setting, expected):
-    code = "from gvlib.bounds import reuse_freed_buffers as r; print(r())"
-    env = dict(os.environ, GVLIB_MALLOC_TUNING=setting)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == expected

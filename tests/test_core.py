@@ -60,3 +60,67 @@ def test_submodules_load_lazily_and_unknown_names_fail():
     assert gvlib.bounds.iwae_bound is not None and gvlib.data.load_digits is not None
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         gvlib.nonsense
+
+
+def test_seed_offset_shifts_every_seed_gvlib_uses(monkeypatch):
+    from gvlib import data
+
+    monkeypatch.delenv("GVLIB_SEED_OFFSET", raising=False)
+    base = (gvlib.seed_everything(3), torch.rand(2).tolist(), torch.rand(2, generator=gvlib.generator(3)).tolist(),
+            data.toy_2d("ring8", 4, seed=3).tolist(), next(iter(data.loader(torch.arange(10.0), batch_size=10, seed=3)))[0].tolist())
+    monkeypatch.setenv("GVLIB_SEED_OFFSET", "1000")
+    shifted = (gvlib.seed_everything(3), torch.rand(2).tolist(), torch.rand(2, generator=gvlib.generator(3)).tolist(),
+               data.toy_2d("ring8", 4, seed=3).tolist(), next(iter(data.loader(torch.arange(10.0), batch_size=10, seed=3)))[0].tolist())
+    assert shifted[0] == 1003 and base[0] == 3
+    assert all(a != b for a, b in zip(base[1:], shifted[1:])), "every stream moved"
+    # ... to exactly the stream of seed 1003 without an offset
+    monkeypatch.setenv("GVLIB_SEED_OFFSET", "0")
+    gvlib.seed_everything(1003)
+    assert torch.rand(2).tolist() == shifted[1]
+    assert torch.rand(2, generator=gvlib.generator(1003)).tolist() == shifted[2]
+    # fixed data never moves
+    monkeypatch.setenv("GVLIB_SEED_OFFSET", "1000")
+    x_shifted, _ = data.load_digits("train", binarize="fixed")
+    monkeypatch.setenv("GVLIB_SEED_OFFSET", "0")
+    assert torch.equal(x_shifted, data.load_digits("train", binarize="fixed")[0])
+    monkeypatch.setenv("GVLIB_SEED_OFFSET", "many")
+    with pytest.raises(ValueError, match="GVLIB_SEED_OFFSET='many' is not an int"):
+        gvlib.seed_everything(0)
+
+
+def test_claim_prints_a_stable_verdict_and_raises_when_false(capsys):
+    from gvlib.claims import ClaimError, claim
+
+    claim("1 + 1 = 2 exactly", 1 + 1 == 2)
+    claim("the mean is within 5 s.e. of 0", torch.tensor(True), mean=0.0123456, se=torch.tensor(0.01), n=100)
+    out = capsys.readouterr().out
+    assert out == "✓ 1 + 1 = 2 exactly\n✓ the mean is within 5 s.e. of 0\n    measured: mean=0.01235, se=0.01, n=100\n"
+    with pytest.raises(ClaimError, match=r"✗ all are positive\n    measured: values=\[1, -2\]"):
+        claim("all are positive", torch.tensor([1, -2]) > 0, values=torch.tensor([1, -2]))
+    assert capsys.readouterr().out == "", "a false claim prints no check mark"
+    assert issubclass(ClaimError, AssertionError)
+    with pytest.raises(TypeError, match="needs a bool"):
+        claim("a number is not a verdict", 0.3)
+    with pytest.raises(TypeError, match="needs a bool"):
+        claim("nor is a list", [True])
+
+
+def test_the_measured_line_is_masked_for_nbval_and_the_verdict_is_not():
+    import configparser
+    import re
+    from pathlib import Path
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).parent / "sanitize.cfg")
+    subs = [(s["regex"], s["replace"]) for s in (cfg[n] for n in cfg.sections())]
+
+    def sanitize(text):
+        for regex, replace in subs:
+            text = re.sub(regex, replace, text)
+        return text
+
+    a = "✓ L_5 >= L_1 on 3 seeds\n    measured: gap=0.41, se=0.02\n"
+    b = "✓ L_5 >= L_1 on 3 seeds\n    measured: gap=0.38, se=0.03\n"
+    assert sanitize(a) == sanitize(b)
+    assert sanitize(a) != sanitize(a.replace("3 seeds", "2 seeds"))
+    assert sanitize("✗ x") != sanitize("✓ x")

@@ -30,12 +30,13 @@ def test_tiny_run_writes_json_and_markdown(tmp_path, capsys):
         assert m["nll"] > 0 and len(m["active"]) == m["layers"] and m["seed"] == 0 and m["device"] == "cpu"
         assert m["train_seconds"] >= 0 and m["eval_seconds"] >= 0
     k1 = table["rows"][0]
-    assert k1["vae_nll"] == k1["iwae_nll"] and k1["paper_vae_nll"] == 86.76  # k = 1: one model, both columns
+    paper_k1 = iwae_table.PAPER_TABLE1[(1, 1)]["vae"][0]
+    assert k1["vae_nll"] == k1["iwae_nll"] and k1["paper_vae_nll"] == paper_k1  # k = 1: one model, both columns
     assert table["rows"][1]["paper_vae_nll"] is None  # k = 2 is not in the paper
     assert table["command"].startswith("python -m gvlib.experiments.iwae_table --dataset digits")
     assert table["hardware"]["cpu_count"] >= 1 and table["settings"]["eval_k"] == 10
     md = (tmp_path / "run" / "table.md").read_text()
-    assert "| # stoch. layers | k | VAE NLL (paper) |" in md and "(86.76)" in md and "(16+5)" in md
+    assert "| # stoch. layers | k | VAE NLL (paper) |" in md and f"({paper_k1})" in md and "(16+5)" in md
     assert md.count("\n| 1 |") == 2 and md.count("\n| 2 |") == 2
     assert "VAE NLL" in capsys.readouterr().out
 
@@ -152,10 +153,29 @@ def test_tiny_run_on_binarized_mnist(tmp_path):
     assert "(88.71)" in (out / "table.md").read_text()
 
 
+def test_the_papers_table_has_the_papers_own_structure():
+    # Properties Burda et al. state of their Table 1, so a mistyped entry fails: at k = 1 the VAE and IWAE objectives
+    # are the same, so their columns agree; for k > 1 the IWAE is better (lower NLL, more active units); the IWAE's NLL
+    # falls with k; two layers beat one at every (k, objective).
+    t = iwae_table.PAPER_TABLE1
+    units = lambda s: sum(int(u) for u in s.split("+"))  # noqa: E731
+    for layers in (1, 2):
+        assert t[(layers, 1)]["vae"] == t[(layers, 1)]["iwae"]
+        for k in (5, 50):
+            assert t[(layers, k)]["iwae"][0] < t[(layers, k)]["vae"][0]
+            assert units(t[(layers, k)]["iwae"][1]) > units(t[(layers, k)]["vae"][1])
+        assert t[(layers, 1)]["iwae"][0] > t[(layers, 5)]["iwae"][0] > t[(layers, 50)]["iwae"][0]
+    for k in (1, 5, 50):
+        for objective in ("vae", "iwae"):
+            assert t[(2, k)][objective][0] < t[(1, k)][objective][0]
+    fixed = iwae_table.PAPER_FIXED_BINARIZATION
+    assert fixed[(1, 1)]["iwae"][0] > fixed[(1, 5)]["iwae"][0] > fixed[(1, 50)]["iwae"][0]
+
+
 def test_stored_tables_reads_the_repositorys_results(tmp_path):
     assert iwae_table.stored_tables(tmp_path / "absent") == []
     (tmp_path / "iwae_table_toy.json").write_text(json.dumps({"rows": [], "command": "x"}))
     (tmp_path / "other.json").write_text("{}")
     assert [(p.name, t["command"]) for p, t in iwae_table.stored_tables(tmp_path)] == [("iwae_table_toy.json", "x")]
-    shipped = iwae_table.stored_tables()  # the tables committed in results/, each with its command and hardware
+    shipped = iwae_table.stored_tables(REPO / "results")  # the committed tables, each with its command and hardware
     assert shipped and all("command" in t and "hardware" in t and t["rows"] for _, t in shipped)

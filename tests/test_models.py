@@ -1,6 +1,7 @@
 """gvlib.models: every model's protocol (shapes, gradients, ELBO vs log-weights, errors) and training on digits."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -239,11 +240,38 @@ def test_encode_bottom_up_feeds_means_or_draws():
     assert not torch.allclose(mu2_a, mu2_b)
 
 
+@pytest.mark.parametrize("name", ["vae", "conv_8x8", "hvae_2_bottom_up", "cvae"])
+def test_float64_input_to_a_float32_model_is_a_clear_error(name):
+    model = _make(name)
+    x, y = _data(model, 3, "cpu")
+    with pytest.raises(TypeError, match=r"x is torch.float64 but the model's parameters are torch.float32"):
+        model.log_weights(x.double(), 2, **_kw(y))
+    assert model.double().log_weights(x.double(), 2, **_kw(y)).dtype == torch.float64  # converted together: fine
+    assert model.log_weights(x.round().long(), 2, **_kw(y)).dtype == torch.float64  # integer pixels are cast
+
+
+def test_vae_log_weights_match_an_independent_computation():
+    # log w = log p(x|z) + log p(z) - log q(z|x), with the same z, by torch.distributions from the networks' outputs
+    torch.manual_seed(0)
+    model = VAE(D, 3, hidden=(16,))
+    x, _ = _data(model, 4, "cpu")
+    torch.manual_seed(1)
+    lw = model.log_weights(x, 5)
+    torch.manual_seed(1)
+    mu, logvar = model.encoder(x).chunk(2, -1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(5, *mu.shape)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    ref = (torch.distributions.Bernoulli(logits=model.decoder(z)).log_prob(x).sum(-1)
+           + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1))
+    torch.testing.assert_close(lw, ref, rtol=1e-5, atol=1e-4)
+
+
 def test_mlp_and_model_config():
     net = mlp([4, 8, 2], "relu", batch_norm=True)
     assert [type(m).__name__ for m in net] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
     model = VAE(D, 3, hidden=(16,))
-    assert VAE(**model.config).config == model.config
+    assert VAE(**dataclasses.asdict(model.config)).config == model.config
+    assert model.config.hidden == (16,) and model.config.likelihood == "bernoulli"
 
 
 # ------------------------------------------------------------------------- training on digits

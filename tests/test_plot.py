@@ -14,7 +14,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
 from gvlib import plot  # noqa: E402
-from gvlib.train import History  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,25 +32,59 @@ def check(fig, labelled=True):
     return ax
 
 
-def history(seed=0, n=5, valid=True, terms=True):
-    rng = np.random.default_rng(seed)
-    train = list(100 / np.arange(1, n + 1) + rng.normal(0, 1, n))
-    h = History(epoch=list(range(1, n + 1)), train=train, time=[0.1] * n, lr=[1e-3] * n,
-                valid=[t + 2 for t in train] if valid else None)
-    if terms:
-        h.train_terms = {"rec": [t - 10 for t in train], "kl": [10.0] * n}
-        if valid:
-            h.valid_terms = {"rec": [t - 8 for t in train], "kl": [10.0] * n}
-    return h
+# Machado, Oliveira & Fernandes (2009), severity 1.0: linear-RGB matrices simulating each colour-vision deficiency.
+CVD = {
+    "normal": np.eye(3),
+    "protanopia": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                            [-0.003882, -0.048116, 1.051998]]),
+    "deuteranopia": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                              [-0.011820, 0.042940, 0.968881]]),
+    "tritanopia": np.array([[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                            [0.004733, 0.691367, 0.303900]]),
+}
 
 
-def test_palette_is_okabe_ito_and_style_applies():
-    assert len(plot.PALETTE) == 8 and len(set(plot.PALETTE)) == 8
-    assert all(len(to_rgb(c)) == 3 for c in plot.PALETTE)
-    assert 80 <= matplotlib.rcParams["figure.dpi"] <= 100
+def _lab(rgb_linear):
+    """CIE L*a*b* (D65) of linear-RGB colours (n, 3)."""
+    xyz = rgb_linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+
+
+def min_colour_distance(colours, deficiency):
+    """Smallest CIE76 distance between any two of `colours` as seen with `deficiency` (Machado et al. 2009)."""
+    srgb = np.array([to_rgb(c) for c in colours])
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    lab = _lab(np.clip(linear @ CVD[deficiency].T, 0, 1))
+    d = np.linalg.norm(lab[:, None] - lab[None], axis=-1)
+    return d[np.triu_indices(len(colours), 1)].min()
+
+
+@pytest.mark.parametrize("deficiency", list(CVD))
+def test_the_palettes_line_colours_stay_apart_for_colour_blind_readers(deficiency):
+    # The first six colours are the ones lines use; under every simulated deficiency each pair stays at least
+    # 10 CIE76 units apart. The test is not vacuous: two of matplotlib's first six default colours (tab10)
+    # come closer than that for red-green deficiencies, and the same check says so.
+    assert min_colour_distance(plot.PALETTE[:6], deficiency) > 10
+    if deficiency in ("protanopia", "deuteranopia"):
+        tab10 = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+        assert min_colour_distance(tab10, deficiency) < 10
+
+
+def test_style_is_a_context_and_importing_changes_nothing():
+    import subprocess
+    import sys
+    code = ("import matplotlib as mpl; before = dict(mpl.rcParams); import gvlib.plot; "
+            "print(dict(mpl.rcParams) == before)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"
+    before = matplotlib.rcParams["font.size"]
     with plot.style(**{"font.size": 30}):
         assert matplotlib.rcParams["font.size"] == 30
-    assert matplotlib.rcParams["font.size"] == plot.STYLE["font.size"]
+        assert 80 <= matplotlib.rcParams["figure.dpi"] <= 100
+    assert matplotlib.rcParams["font.size"] == before
+    fig = plot.image_grid(torch.rand(4, 64))
+    assert fig.dpi == plot.DPI and matplotlib.rcParams["font.size"] == before  # drawn in the style, settings restored
 
 
 @pytest.mark.parametrize("shape", [(6, 64), (6, 8, 8), (6, 1, 8, 8), (5, 784), (3, 3, 8, 8)])
@@ -79,22 +112,6 @@ def test_compare_images():
     x = torch.rand(5, 64)
     ax = check(plot.compare_images({"data": x, "reconstruction": x.flip(0)[:4]}), labelled=False)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["data", "reconstruction"]
-
-
-def test_plot_history_forms():
-    check(plot.plot_history(history()))
-    check(plot.plot_history(history(valid=False), title="no valid"))
-    check(plot.plot_history(history().as_dict()))
-    ax = check(plot.plot_history(history(), keys=["loss", "rec", "kl"]))
-    assert len(ax.get_lines()) == 6 and ax.get_legend() is not None
-    ax = check(plot.plot_history([history(0), history(1)], labels=["VAE", "IWAE"], splits=["valid"]))
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["VAE valid", "IWAE valid"]
-    # three seeds per label: mean line and a spread band per label and split
-    ax = check(plot.plot_history({"batch norm": [history(s) for s in range(3)],
-                                  "no batch norm": [history(s + 3, n=4) for s in range(3)]}))
-    assert len(ax.collections) == 4 and "seeds" in ax.get_title()
-    with pytest.raises(KeyError, match="no term 'elbo'"):
-        plot.plot_history(history(), keys=["elbo"])
 
 
 def test_plot_curves_with_spread():

@@ -1,4 +1,4 @@
-"""gvlib.train: fit, History, early stopping, the IWAE schedule, NaN handling, checkpoints and resuming."""
+"""gvlib.train: fit, History, Warmup, the IWAE schedule, NaN handling, checkpoints, resuming and its refusals."""
 from __future__ import annotations
 
 
@@ -65,17 +65,16 @@ def test_fit_decreases_loss_and_records_history(device):
     assert isinstance(h, History)
     assert len(h) == 6 and h.epoch == [1, 2, 3, 4, 5, 6]
     for name in ("train", "valid", "time", "lr"):
-        assert len(h[name]) == 6, name
+        assert len(getattr(h, name)) == 6, name
     assert h.train[-1] < 0.7 * initial, (initial, h.train)
     assert set(h.train_terms) == {"rec", "kl"} and set(h.valid_terms) == {"rec", "kl"}
-    assert len(h["kl"]) == len(h["valid_rec"]) == 6
+    assert len(h.train_terms["kl"]) == len(h.valid_terms["rec"]) == 6
     # the terms are the loss's parts: rec + kl = loss, per epoch
     for loss, rec, kl in zip(h.valid, h.valid_terms["rec"], h.valid_terms["kl"]):
         assert abs(loss - (rec + kl)) < 1e-4 * max(1.0, abs(loss))
-    assert h.best_epoch == 1 + min(range(6), key=h.valid.__getitem__)
     assert all(lr == pytest.approx(1e-2) for lr in h.lr)
     assert not model.training  # fit returns the model in eval mode
-    assert History.from_dict(h.as_dict()).as_dict() == h.as_dict()
+    assert History(**h.as_dict()).as_dict() == h.as_dict()
 
 
 def test_data_forms_tuple_and_reiterable_and_errors():
@@ -88,28 +87,26 @@ def test_data_forms_tuple_and_reiterable_and_errors():
     assert len(h1) == len(h2) == 2 and h1.valid is None
     with pytest.raises(TypeError, match="iterator"):
         fit(nn.Linear(3, 1), mse_loss, iter(batches), epochs=2)
-    with pytest.raises(ValueError, match="patience .* needs validation data"):
-        fit(nn.Linear(3, 1), mse_loss, (x, y), epochs=2, patience=2)
     with pytest.raises(KeyError, match="without 'loss'"):
         fit(nn.Linear(3, 1), lambda m, b: {"rec": mse_loss(m, b)}, (x, y), epochs=1)
     with pytest.raises(ValueError, match="scalar"):
         fit(nn.Linear(3, 1), lambda m, b: (m(b[0]) - b[1]) ** 2, (x, y), epochs=1)
 
 
-def test_early_stopping_restores_best_weights():
-    # w x fitted to y = 2x from w = 0; the validation target is 0.8x, so the valid loss falls, then rises
-    torch.manual_seed(0)
-    x = torch.randn(200, 1)
-    model = nn.Linear(1, 1, bias=False)
-    nn.init.zeros_(model.weight)
-    weights = []
-    h = fit(model, mse_loss, (x, 2 * x), epochs=50, batch_size=50, lr=0.05, valid=(x, 0.8 * x), patience=3,
-            seed=0, callback=lambda epoch, m, hist: weights.append(m.weight.detach().clone()))
-    assert h.stopped_early
-    assert 1 < h.best_epoch < len(h) == h.best_epoch + 3
-    assert h.valid[-1] > h.valid[h.best_epoch - 1]
-    assert torch.equal(model.weight, weights[h.best_epoch - 1])
-    assert not torch.equal(model.weight, weights[-1])
+def test_warmup_beta_rises_linearly_and_a_callback_can_stop_the_run():
+    betas = []
+    warm = train.Warmup(4, start=0.2)
+
+    def loss(m, b):
+        betas.append(warm.beta)
+        return ((m(b[0]) - b[0]) ** 2).mean()
+
+    h = fit(nn.Linear(2, 2), loss, torch.randn(8, 2), epochs=6, batch_size=8,
+            callback=lambda e, m, hist: warm.step(e, m, hist) or (e == 5))
+    assert betas == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # one batch per epoch; stopped after epoch 5
+    assert h.stopped_early and len(h) == 5
+    with pytest.raises(ValueError, match="start"):
+        train.Warmup(3, start=1.5)
 
 
 def test_iwae_schedule_has_the_papers_stages():
@@ -251,3 +248,72 @@ def test_quiet_mode_prints_nothing(capsys, monkeypatch):
     fit(nn.Linear(2, 2), lambda m, b: ((m(b[0]) - b[0]) ** 2).mean(), x, epochs=3, batch_size=4, progress=True)
     out, err = capsys.readouterr()
     assert out == "" and "3/3" in err  # one bar over epochs on stderr, no line per batch
+
+
+def test_resume_with_other_settings_is_refused_naming_what_differs(tmp_path):
+    x = data(64)
+    path = tmp_path / "run.pt"
+    gvlib.seed_everything(0)
+    fit(TinyVAE(), vae_loss, x, epochs=1, batch_size=16, lr=1e-2, seed=0, checkpoint=path)
+    cases = [
+        (dict(model=TinyVAE(h=3)), "config"),                        # another model configuration
+        (dict(lr=1e-3), "optimizer"),                                # another learning rate
+        (dict(optimizer=lambda p: torch.optim.SGD(p, lr=1e-2)), "optimizer"),
+        (dict(data=data(80)), "train_examples"),                     # another data set size
+        (dict(batch_size=32), "batch_size"),
+        (dict(seed=1), "seed"),
+        (dict(valid=data(16, seed=1)), "with_valid"),
+    ]
+    for change, what in cases:
+        kw = dict(model=TinyVAE(), loss_fn=vae_loss, data=x, epochs=2, batch_size=16, lr=1e-2, seed=0, checkpoint=path)
+        kw.update(change)
+        with pytest.raises(CheckpointError, match=f"other settings.*{what}"):
+            fit(**kw)
+    # the same settings resume
+    assert len(fit(TinyVAE(), vae_loss, x, epochs=2, batch_size=16, lr=1e-2, seed=0, checkpoint=path)) == 2
+
+
+def _relocate_storages(path, location):
+    """Rewrite a torch.save zip so that every storage says it was saved on `location` (e.g. 'cuda:0')."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        entries = {n: z.read(n) for n in z.namelist()}
+    name = next(n for n in entries if n.endswith("/data.pkl"))
+
+    # torch.save pickles with protocol 2: the location is a BINUNICODE string, b"X" + 4-byte length + text
+    raw = entries[name]
+    old = b"X\x03\x00\x00\x00cpu"
+    new = b"X" + len(location).to_bytes(4, "little") + location.encode()
+    assert old in raw, "unexpected pickle layout"
+    entries[name] = raw.replace(old, new)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for n, b in entries.items():
+            z.writestr(n, b)
+    path.write_bytes(buf.getvalue())
+
+
+def test_checkpoint_saved_on_a_gpu_loads_on_cpu(tmp_path):
+    gvlib.seed_everything(0)
+    a = TinyVAE()
+    path = save(a, tmp_path / "gpu.pt")
+    _relocate_storages(path, "cuda:0")
+    if not torch.cuda.is_available():  # the file really asks for CUDA: a plain load cannot restore it here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)
+    b = TinyVAE()
+    load(b, path)  # maps every tensor to the model's device (the CPU here)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert q.device.type == "cpu" and torch.equal(p, q)
+
+
+def test_saved_files_follow_the_umask(tmp_path):
+    import os
+    old = os.umask(0o027)
+    try:
+        path = save(TinyVAE(), tmp_path / "m.pt")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import torch
 
+from gvlib._files import atomic_write
+
 __all__ = ["PAPER_TABLE1", "PAPER_FIXED_BINARIZATION", "DATASETS", "model_specs", "run", "main",
            "markdown_table", "ConfigMismatchError"]
 
@@ -229,13 +231,9 @@ def hardware(device: torch.device) -> dict:
     return info
 
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
-"""Where the repository keeps tables this command produced (results/iwae_table_<dataset>.json and .md)."""
-
-
-def stored_tables(folder=None) -> list[tuple[Path, dict]]:
-    """The stored tables (path, table dict from table.json), sorted by name, from `folder` (default RESULTS_DIR)."""
-    folder = Path(folder) if folder is not None else RESULTS_DIR
+def stored_tables(folder) -> list[tuple[Path, dict]]:
+    """The stored tables (path, table dict) in `folder` (the course keeps them in results/: iwae_table_<dataset>.json), sorted by name."""
+    folder = Path(folder)
     if not folder.is_dir():
         return []
     return [(p, json.loads(p.read_text())) for p in sorted(folder.glob("iwae_table_*.json"))]
@@ -246,10 +244,8 @@ def _plural(n, word: str) -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    text = (json.dumps(obj, indent=2) + "\n").encode()
+    atomic_write(path, lambda f: f.write(text))
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -352,7 +348,8 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
           + (f" ({table['hardware']['gpu']})" if "gpu" in table["hardware"] else "") + f", torch {torch.__version__}.",
           f"Wall time: training {table['train_seconds_total']:.0f} s, evaluation {table['eval_seconds_total']:.0f} s "
           "(summed over models; per model in table.json).", ""]
-    (out / "table.md").write_text("\n".join(md))
+    md_text = "\n".join(md).encode()
+    atomic_write(out / "table.md", lambda f: f.write(md_text))
     return table
 
 
