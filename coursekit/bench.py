@@ -1,4 +1,4 @@
-"""Speed table of `estimate_log_likelihood` and of one training epoch: ``python -m gvlib.bench [--quick] [--device D]``.
+"""Speed table of `estimate_log_likelihood` and of one training epoch: ``coursekit bench [--quick] [--device D]``.
 
 Model: the one-layer IWAE-paper model x(784)-200-200-h(50), tanh, Bernoulli (`HierarchicalVAE.iwae_paper(1)`),
 untrained, on random binary inputs of MNIST size (no download: speed does not depend on the pixels).
@@ -13,9 +13,10 @@ untrained, on random binary inputs of MNIST size (no download: speed does not de
   On CPU (Linux), each library row runs in a fresh Python process, which reports the growth of its peak
   resident set size (VmHWM in /proc/self/status, reset through /proc/self/clear_refs) during the timed
   call, so memory freed by earlier measurements cannot hide it. It counts everything the call touches
-  (tensors, allocator slack). CPU rows come twice: the library as shipped (it lets glibc keep freed buffers
-  for reuse, `bounds.reuse_freed_buffers`) and with GVLIB_MALLOC_TUNING=0 (glibc as it comes, where freed
-  buffers are unmapped and page-faulted back in for every chunk).
+  (tensors, allocator slack). CPU rows come twice: with the malloc settings the course's Makefile gives every
+  process it starts (`MALLOC_TUNED`: glibc keeps freed buffers up to 64 MB for reuse) and with glibc as it
+  comes (freed chunk buffers are unmapped and page-faulted back in for every chunk). The library itself
+  never touches the allocator.
 - training: one epoch over 60,000 inputs, batch 100, Adam, loss -L_k, for k=1 and k=50; --quick times a
   tenth of the batches and extrapolates.
 """
@@ -31,9 +32,9 @@ import time
 
 import torch
 
-from . import get_device, seed_everything
-from .bounds import estimate_log_likelihood, iwae_bound
-from .models import HierarchicalVAE
+from gvlib import get_device, seed_everything
+from gvlib.bounds import estimate_log_likelihood, iwae_bound
+from gvlib.models import HierarchicalVAE
 
 K = 5000
 N_INPUTS = 1000
@@ -101,8 +102,12 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-MALLOC_UNTOUCHED = {"GVLIB_MALLOC_TUNING": "0"}
-"""Environment of the comparison rows: the library leaves glibc's malloc as it comes (see bounds.reuse_freed_buffers)."""
+MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+"""glibc's malloc settings that the Makefile exports (make test, execute, lab, bench): buffers up to 32 MB come from
+the heap, not from mmap, and up to 64 MB of freed memory is kept for reuse instead of being returned to the OS.
+Chunked estimation frees and re-allocates buffers of a few MB thousands of times; with glibc's defaults each
+chunk's pages are unmapped and faulted in again. Setting them where the process starts (the environment) leaves
+the library free of process-wide side effects."""
 
 
 def _estimate_child(chunk: int, batch_size: int, n: int) -> None:
@@ -122,16 +127,15 @@ def time_and_memory(device: torch.device, chunk: int, batch_size: int, n: int,
                     malloc: str = "default") -> tuple[float, float | None, float | None]:
     """Seconds of estimate_log_likelihood(k=K) on n inputs, its peak extra memory in MiB and its CPU seconds (None if unmeasured).
 
-    CPU on Linux: in a fresh process (`malloc`: "default" = the library as shipped, which lets glibc reuse freed
-    buffers, or "untouched" = GVLIB_MALLOC_TUNING=0, glibc as it comes), peak
+    CPU on Linux: in a fresh process (`malloc`: "default" = with MALLOC_TUNED in its environment, as the Makefile
+    starts every process, or "untouched" = glibc as it comes), peak
     RSS growth. CUDA: in this process, torch.cuda.max_memory_allocated above the allocation before the call.
     """
     if device.type == "cpu" and os.path.exists("/proc/self/clear_refs"):
-        env = dict(os.environ)
-        env.pop("GVLIB_MALLOC_TUNING", None)
-        if malloc == "untouched":
-            env.update(MALLOC_UNTOUCHED)
-        out = subprocess.run([sys.executable, "-m", "gvlib.bench", "--child", str(chunk), str(batch_size), str(n)],
+        env = {k: v for k, v in os.environ.items() if k not in MALLOC_TUNED and k != "GLIBC_TUNABLES"}
+        if malloc != "untouched":
+            env.update(MALLOC_TUNED)
+        out = subprocess.run([sys.executable, "-m", "coursekit.bench", "--child", str(chunk), str(batch_size), str(n)],
                              capture_output=True, text=True, check=True, timeout=3600, env=env)
         res = json.loads(out.stdout.strip().splitlines()[-1])
         return res["seconds"], res["peak_mib"], res["cpu_seconds"]
@@ -167,9 +171,9 @@ def train_epoch_seconds(device: torch.device, k: int, n: int = 60_000, batch_siz
     return dt * n_batches / timed
 
 
-def main(argv=None) -> None:
-    """`python -m gvlib.bench [--quick] [--device D]`: print the speed tables (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m gvlib.bench", description=__doc__.splitlines()[0])
+def main(argv=None) -> int:
+    """`coursekit bench [--quick] [--device D]`: print the speed tables (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="coursekit bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: gvlib.get_device())")
     parser.add_argument("--quick", action="store_true",
                         help="time 100 of the 1,000 inputs and a tenth of the epoch, and extrapolate")
@@ -177,12 +181,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         _estimate_child(*args.child)
-        return
+        return 0
 
     device = get_device(args.device)
     n_timed = 100 if args.quick else N_INPUTS
     n_ref = 3 if args.quick else 10
-    print(f"gvlib.bench on {device} ({torch.__version__}, {torch.get_num_threads()} threads)"
+    tuned = all(os.environ.get(k) == v for k, v in MALLOC_TUNED.items())
+    print(f"coursekit bench on {device} ({torch.__version__}, {torch.get_num_threads()} threads; training rows "
+          f"with malloc {'as the Makefile sets it' if tuned else 'as glibc comes'})"
           f"{' --quick' if args.quick else ''}")
     model, x = _model_and_data(device, N_INPUTS)
     macs = decoder_macs(model)
@@ -210,7 +216,7 @@ def main(argv=None) -> None:
             cpu_ratio = None
             if cpu_s:
                 cpu_ratio = flops / (cpu_s * N_INPUTS / n_timed) / 1e9 / cpu_rate
-            label = f"library, chunk={chunk} x batch_size={bs}" + (", malloc untouched" if malloc == "untouched" else "")
+            label = f"library, chunk={chunk} x batch_size={bs}" + (", malloc as glibc comes" if malloc == "untouched" else "")
             rows.append((label, dt, mem, achieved, achieved / mm, cpu_ratio))
     ref_dt, _ = _timed(lambda: reference_log_likelihood(model, x[:n_ref]), device)
     ref_dt *= N_INPUTS / n_ref
@@ -235,11 +241,13 @@ def main(argv=None) -> None:
                              "growth of the peak RSS (VmHWM) during the timed call, each row in a fresh process"
                              if device.type == "cpu" else "not measured on this device"))
     if len(mallocs) > 1:
-        print("malloc untouched: GVLIB_MALLOC_TUNING=0, so glibc returns freed chunk buffers to the OS and faults them"
-              " back in for every chunk; the library by default keeps up to 64 MB of them for reuse (bounds.reuse_freed_buffers)")
+        print("malloc as glibc comes: freed chunk buffers go back to the OS and are faulted in again for every chunk;"
+              " the other rows run with MALLOC_MMAP_THRESHOLD_=32 MB and MALLOC_TRIM_THRESHOLD_=64 MB, as the Makefile"
+              " starts every process, so up to 64 MB of them are reused")
     print("vs matmul: achieved decoder GFLOP/s over the best float32 matmul rate measured in this run (wall clock);"
           " the CPU-time column divides both by process CPU seconds instead, which other jobs on the machine do not inflate")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,43 +1,50 @@
-"""The course's notebook pipeline: exercises from their masters, leak checks, in-place execution.
+"""Exercises from their masters: stub the answers, drop the hidden tests, check that nothing leaked.
 
-    python -m gvlib.course build      # solutions/*.ipynb -> exercises/*.ipynb
-    python -m gvlib.course check      # fail when exercises/ is out of date or leaks an answer
-    python -m gvlib.course execute NB [NB ...]   # re-execute notebooks and save them in place
+    coursekit build [--solutions solutions] [--exercises exercises]
+    coursekit check [--solutions solutions] [--exercises exercises]
 
-Masters follow nbgrader's conventions (see CONTRIBUTING.md): answers between `### BEGIN SOLUTION`
-and `### END SOLUTION`, hidden tests between `### BEGIN HIDDEN TESTS` and `### END HIDDEN TESTS`,
-points in the cell metadata `nbgrader.points`.
+Masters follow nbgrader's conventions (CONTRIBUTING.md). Markers are matched as nbgrader matches them:
+``BEGIN SOLUTION`` / ``END SOLUTION`` and ``BEGIN HIDDEN TESTS`` / ``END HIDDEN TESTS`` anywhere in a line
+(``### BEGIN SOLUTION``, ``# BEGIN SOLUTION``, ``### BEGIN SOLUTION  # note`` all count). A line that looks
+like a marker but is not one for nbgrader (``### begin solution``, ``BEGIN  SOLUTION``) is refused with an
+error naming the cell, because nbgrader would leave the answer in the student's copy.
+
+The leak check does not reuse the builder's parser: it takes every line of the master that is not in
+the master's public text (a line-set difference between the master and a master with every solution
+and hidden-test cell region removed by a case-insensitive, whitespace-tolerant reading), normalises
+whitespace, and looks for each in the exercise.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import os
-import sys
-import time
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-BEGIN_SOLUTION = "### BEGIN SOLUTION"
-END_SOLUTION = "### END SOLUTION"
-BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
-END_HIDDEN = "### END HIDDEN TESTS"
+BEGIN_SOLUTION = "BEGIN SOLUTION"
+END_SOLUTION = "END SOLUTION"
+BEGIN_HIDDEN = "BEGIN HIDDEN TESTS"
+END_HIDDEN = "END HIDDEN TESTS"
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 MARKDOWN_STUB = "YOUR ANSWER HERE"
 SETUP_TAG = "setup"
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"
 
 __all__ = [
-    "MarkerError", "Exercise", "nbgrader_meta", "exercises_of", "make_exercise", "render",
-    "build", "check", "leaks", "execute_notebook",
+    "MarkerError", "Exercise", "nbgrader_meta", "is_setup", "exercises_of", "make_exercise", "render",
+    "build", "check", "leaks", "notebook_problems", "BEGIN_SOLUTION", "END_SOLUTION", "BEGIN_HIDDEN",
+    "END_HIDDEN", "CODE_STUB", "MARKDOWN_STUB", "KERNEL_DISPLAY_NAME",
 ]
+
+# Anything a reader would take for a marker: case-insensitive, any run of spaces, "TEST" or "TESTS".
+_LOOKS_LIKE_MARKER = re.compile(r"(begin|end)[\s_-]*(solution|hidden[\s_-]*tests?)", re.IGNORECASE)
 
 
 class MarkerError(ValueError):
-    """A master's solution or hidden-test markers are unbalanced or misplaced."""
+    """A master's solution or hidden-test markers are unbalanced, misplaced or misspelt."""
 
 
 @dataclass
@@ -62,7 +69,11 @@ def is_setup(cell) -> bool:
 
 
 def exercises_of(master) -> list[Exercise]:
-    """The graded exercises of a master notebook, in order: test cell id, points, source, answer ids."""
+    """The graded exercises of a master notebook, in order: test cell id, points, source, answer ids.
+
+    A graded code cell (nbgrader.grade) needs a grade_id and positive points; a written answer (a markdown
+    cell with grade and solution, as nbgrader requires) may carry 0 points and is not an exercise here.
+    """
     out: list[Exercise] = []
     pending: list[str] = []
     seen: set[str] = set()
@@ -75,7 +86,7 @@ def exercises_of(master) -> list[Exercise]:
             seen.add(gid)
         if meta.get("solution") and cell.cell_type == "code":
             pending.append(gid or f"cell-{i}")
-        if meta.get("grade") and cell.cell_type == "code":
+        if meta.get("grade") and cell.cell_type == "code" and not meta.get("solution"):
             if not gid:
                 raise MarkerError(f"cell {i}: a graded cell (nbgrader.grade = true) needs a grade_id")
             points = meta.get("points")
@@ -86,21 +97,33 @@ def exercises_of(master) -> list[Exercise]:
     return out
 
 
-def _replace_blocks(source: str, begin: str, end: str, stub: tuple[str, ...] | None, where: str) -> str:
-    """Replace each begin..end block (markers included) by `stub` at the marker's indentation, or drop it."""
+def _check_spelling(line: str, where: str, n: int) -> None:
+    """Refuse a line that looks like a marker but that nbgrader would not read as one."""
+    if any(m in line for m in (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)):
+        return
+    match = _LOOKS_LIKE_MARKER.search(line)
+    if match:
+        raise MarkerError(f"{where}, line {n}: {line.strip()!r} looks like a marker but nbgrader would not read it "
+                          f"as one (it matches {BEGIN_SOLUTION!r}, {END_SOLUTION!r}, {BEGIN_HIDDEN!r} or "
+                          f"{END_HIDDEN!r} exactly, in capitals, anywhere in a line); fix the spelling")
+
+
+def _replace_region(source: str, begin: str, end: str, stub, where: str) -> tuple[str, bool]:
+    """nbgrader's rule: a line containing `begin` opens a region, one containing `end` closes it; the region
+    (marker lines included) becomes `stub` at the opening line's indentation, or nothing. -> (source, replaced)."""
     lines = source.split("\n")
     out: list[str] = []
-    inside = False
+    inside, replaced = False, False
     for n, line in enumerate(lines, 1):
-        stripped = line.strip()
-        if stripped == begin:
+        _check_spelling(line, where, n)
+        if begin in line:
             if inside:
-                raise MarkerError(f"{where}, line {n}: {begin!r} inside another {begin!r} block")
-            inside = True
-            indent = line[: len(line) - len(line.lstrip())]
+                raise MarkerError(f"{where}, line {n}: {begin!r} inside another {begin!r} region")
+            inside, replaced = True, True
+            indent = re.match(r"\s*", line).group(0)
             if stub:
                 out.extend(indent + s for s in stub)
-        elif stripped == end:
+        elif end in line:
             if not inside:
                 raise MarkerError(f"{where}, line {n}: {end!r} without a {begin!r} before it")
             inside = False
@@ -108,25 +131,36 @@ def _replace_blocks(source: str, begin: str, end: str, stub: tuple[str, ...] | N
             out.append(line)
     if inside:
         raise MarkerError(f"{where}: {begin!r} is never closed by {end!r}")
-    return "\n".join(out)
+    return "\n".join(out), replaced
 
 
 def make_exercise(master, name: str = "notebook"):
-    """The student's version of a master: answers stubbed, hidden tests dropped, outputs cleared, metadata kept."""
+    """The student's version of a master: answers stubbed, hidden tests dropped, outputs cleared, metadata kept.
+
+    As nbgrader does: a solution cell without markers is replaced whole by the stub; markers in a cell that
+    is not a solution cell (or hidden tests outside a graded cell) are an error.
+    """
     nb = copy.deepcopy(master)
     for i, cell in enumerate(nb.cells):
         where = f"{name}, cell {i}"
+        meta = nbgrader_meta(cell)
+        solution = bool(meta.get("solution"))
+        stub = CODE_STUB if cell.cell_type == "code" else (MARKDOWN_STUB,)
+        if cell.cell_type in ("code", "markdown"):
+            src, replaced = _replace_region(cell.source, BEGIN_SOLUTION, END_SOLUTION, stub, where)
+            if replaced and not solution:
+                raise MarkerError(f"{where}: a solution region in a cell that is not a solution cell "
+                                  "(nbgrader.solution must be true)")
+            if solution and not replaced:
+                src = "\n".join(stub)
+            src, hidden = _replace_region(src, BEGIN_HIDDEN, END_HIDDEN, None, where)
+            if hidden and not (cell.cell_type == "code" and meta.get("grade")):
+                raise MarkerError(f"{where}: hidden tests belong in graded code cells (nbgrader.grade = true)")
+            cell.source = src.rstrip("\n") if cell.cell_type == "code" else src
         if cell.cell_type == "code":
-            src = _replace_blocks(cell.source, BEGIN_SOLUTION, END_SOLUTION, CODE_STUB, where)
-            src = _replace_blocks(src, BEGIN_HIDDEN, END_HIDDEN, None, where)
-            cell.source = src.rstrip("\n")
             cell.outputs = []
             cell.execution_count = None
             cell.metadata.pop("execution", None)
-        elif cell.cell_type == "markdown":
-            cell.source = _replace_blocks(cell.source, BEGIN_SOLUTION, END_SOLUTION, (MARKDOWN_STUB,), where)
-            if BEGIN_HIDDEN in cell.source:
-                raise MarkerError(f"{where}: hidden tests belong in code cells")
         cell.metadata.pop("collapsed", None)
         cell.metadata.pop("scrolled", None)
     nb.metadata.pop("widgets", None)
@@ -139,14 +173,15 @@ def render(nb) -> str:
 
 
 def _pairs(solutions: Path, exercises: Path):
-    masters = sorted(solutions.glob("*.ipynb"))
+    masters = sorted(Path(solutions).glob("*.ipynb"))
     if not masters:
         raise FileNotFoundError(f"no master notebooks (*.ipynb) in {solutions}")
-    return [(m, exercises / m.name) for m in masters]
+    return [(m, Path(exercises) / m.name) for m in masters]
 
 
-def build(solutions: Path = REPO_ROOT / "solutions", exercises: Path = REPO_ROOT / "exercises") -> list[Path]:
+def build(solutions: Path = Path("solutions"), exercises: Path = Path("exercises")) -> list[Path]:
     """Write exercises/NN.ipynb for every solutions/NN.ipynb; returns the files that changed."""
+    exercises = Path(exercises)
     exercises.mkdir(parents=True, exist_ok=True)
     changed = []
     for master_path, ex_path in _pairs(solutions, exercises):
@@ -154,56 +189,81 @@ def build(solutions: Path = REPO_ROOT / "solutions", exercises: Path = REPO_ROOT
         exercises_of(master)  # validates the grading metadata
         text = render(make_exercise(master, master_path.name))
         if not ex_path.exists() or ex_path.read_text(encoding="utf-8") != text:
-            tmp = ex_path.with_suffix(".ipynb.tmp")
+            tmp = ex_path.with_name(f".{ex_path.name}.tmp")
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, ex_path)
             changed.append(ex_path)
     return changed
 
 
-def _block_lines(source: str, begin: str, end: str) -> list[str]:
-    lines, inside = [], False
+# ------------------------------------------------------------------------------------------- leak check
+def _normalise(line: str) -> str:
+    return " ".join(line.split())
+
+
+def _public_lines(source: str) -> list[str]:
+    """The source without anything between marker-like lines (case-insensitive, lenient), markers dropped."""
+    out, inside = [], False
     for line in source.split("\n"):
-        s = line.strip()
-        if s == begin:
-            inside = True
-        elif s == end:
-            inside = False
-        elif inside and s:
-            lines.append(s)
-    return lines
+        m = _LOOKS_LIKE_MARKER.search(line)
+        if m:
+            inside = m.group(1).lower() == "begin"
+            continue
+        if not inside:
+            out.append(line)
+    return out
 
 
 def leaks(master, exercise) -> list[str]:
-    """Lines of the master's answers or hidden tests that appear in the exercise (and nowhere else in the master)."""
+    """Lines of the master's answers or hidden tests that appear in the exercise, and outputs stored in it.
+
+    Secret lines: every line of a solution cell that has no markers, and every line inside a marker-like
+    region of any cell, read leniently (see the module docstring), minus lines that also stand in the
+    master's public text (a shared `return out` is not a leak). Each is looked for, whitespace-normalised,
+    in every cell of the exercise.
+    """
     secret, public = [], set()
     for cell in master.cells:
-        src = cell.source
-        secret += _block_lines(src, BEGIN_SOLUTION, END_SOLUTION)
-        secret += _block_lines(src, BEGIN_HIDDEN, END_HIDDEN)
-        stripped = _replace_blocks(_replace_blocks(src, BEGIN_SOLUTION, END_SOLUTION, None, "master"),
-                                   BEGIN_HIDDEN, END_HIDDEN, None, "master")
-        public.update(s.strip() for s in stripped.split("\n") if s.strip())
-    ex_lines = {s.strip() for cell in exercise.cells for s in cell.source.split("\n") if s.strip()}
+        lines = cell.source.split("\n")
+        if nbgrader_meta(cell).get("solution") and not any(_LOOKS_LIKE_MARKER.search(ln) for ln in lines):
+            secret += lines
+            continue
+        kept = _public_lines(cell.source)
+        public.update(_normalise(ln) for ln in kept)
+        kept_set = set(kept)
+        secret += [ln for ln in lines if ln not in kept_set and not _LOOKS_LIKE_MARKER.search(ln)]
+    stubs = {_normalise(s) for s in CODE_STUB + (MARKDOWN_STUB,)}
+    ex_lines = {_normalise(ln) for cell in exercise.cells for ln in cell.source.split("\n")}
     found = []
     for line in secret:
-        if line in public or line in (CODE_STUB + (MARKDOWN_STUB,)):
-            continue  # the same text stands in the master's public part: not a leak
-        if line in ex_lines and line not in found:
-            found.append(line)
-    out_text = "".join(str(o) for cell in exercise.cells for o in cell.get("outputs", []))
-    if out_text:
+        norm = _normalise(line)
+        if not norm or norm in public or norm in stubs:
+            continue
+        if norm in ex_lines and norm not in found:
+            found.append(norm)
+    if any(cell.get("outputs") for cell in exercise.cells):
         found.append("<exercise has stored outputs>")
     return found
 
 
-def check(solutions: Path = REPO_ROOT / "solutions", exercises: Path = REPO_ROOT / "exercises") -> list[str]:
-    """Problems with exercises/: missing, out of date, without a master, or leaking an answer or hidden test."""
+def notebook_problems(nb, path) -> list[str]:
+    """Problems any course notebook must not have: a kernel display name JupyterLab would rewrite on open."""
+    spec = nb.metadata.get("kernelspec", {})
+    if spec.get("display_name") != KERNEL_DISPLAY_NAME or spec.get("name") != "python3":
+        return [f"{path}: kernelspec is {spec.get('name')!r} / {spec.get('display_name')!r}, expected 'python3' / "
+                f"{KERNEL_DISPLAY_NAME!r} (JupyterLab rewrites it and marks the notebook modified on open)"]
+    return []
+
+
+def check(solutions: Path = Path("solutions"), exercises: Path = Path("exercises"),
+          chapters: Path | None = None) -> list[str]:
+    """Problems with exercises/ (missing, out of date, orphaned, leaking) and with every notebook's kernelspec."""
     problems = []
     pairs = _pairs(solutions, exercises)
     masters = {m.name for m, _ in pairs}
     for m, e in pairs:
         master = nbformat.read(m, as_version=4)
+        problems += notebook_problems(master, m)
         if not e.exists():
             problems.append(f"{e}: missing (run `make exercises`)")
             continue
@@ -211,72 +271,10 @@ def check(solutions: Path = REPO_ROOT / "solutions", exercises: Path = REPO_ROOT
             problems.append(f"{e}: out of date with {m} (run `make exercises`)")
         for line in leaks(master, nbformat.read(e, as_version=4)):
             problems.append(f"{e}: leaks text of an answer or hidden test: {line[:80]!r}")
-    for e in sorted(exercises.glob("*.ipynb")):
+    for e in sorted(Path(exercises).glob("*.ipynb")):
         if e.name not in masters:
             problems.append(f"{e}: has no master in {solutions}")
+    if chapters is not None:
+        for c in sorted(Path(chapters).glob("*.ipynb")):
+            problems += notebook_problems(nbformat.read(c, as_version=4), c)
     return problems
-
-
-def execute_notebook(path: Path, timeout: int = 600) -> float:
-    """Execute a notebook top to bottom in a fresh kernel (cwd = its folder) and save it in place; returns seconds."""
-    from nbclient import NotebookClient
-
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
-    start = time.perf_counter()
-    client.execute()  # raises CellExecutionError on the first failing cell; the file is then left untouched
-    seconds = time.perf_counter() - start
-    nb.metadata.pop("widgets", None)  # widget state is large and goes stale; the static figures stay
-    tmp = path.with_suffix(".ipynb.tmp")
-    tmp.write_text(render(nb), encoding="utf-8")
-    os.replace(tmp, path)
-    return seconds
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gvlib.course", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("build", "check"):
-        p = sub.add_parser(name)
-        p.add_argument("--solutions", type=Path, default=REPO_ROOT / "solutions")
-        p.add_argument("--exercises", type=Path, default=REPO_ROOT / "exercises")
-    p = sub.add_parser("execute")
-    p.add_argument("notebooks", nargs="+", type=Path)
-    p.add_argument("--timeout", type=int, default=600, help="seconds a cell may run")
-    args = parser.parse_args(argv)
-
-    try:
-        if args.cmd == "build":
-            changed = build(args.solutions, args.exercises)
-            print(f"exercises: {len(changed)} written" + "".join(f"\n  {c}" for c in changed))
-            return 0
-        if args.cmd == "check":
-            problems = check(args.solutions, args.exercises)
-            if problems:
-                print("exercises/ check failed:\n  " + "\n  ".join(problems), file=sys.stderr)
-                return 1
-            print(f"exercises: {len(_pairs(args.solutions, args.exercises))} up to date, no answer or hidden test leaked")
-            return 0
-        failed = 0
-        for nb in args.notebooks:
-            if not nb.exists():
-                print(f"{nb}: no such notebook", file=sys.stderr)
-                failed += 1
-                continue
-            try:
-                print(f"{nb}: {execute_notebook(nb, args.timeout):.1f} s", flush=True)
-            except Exception as exc:  # report and go on: one broken notebook must not hide the others
-                failed += 1
-                first = str(exc).strip().splitlines()
-                print(f"{nb}: FAILED, left unchanged: {type(exc).__name__}: "
-                      f"{first[-1] if first else ''}", file=sys.stderr)
-        return 1 if failed else 0
-    except (MarkerError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,10 @@
 """Autograder: grade a student's notebook against its master's hidden tests.
 
-    python -m gvlib.grade exercises/03_closed_form_kl.ipynb [--json result.json] [--timeout 60]
+    coursekit grade exercises/03_closed_form_kl.ipynb [--json result.json] [--timeout 60]
+    python -m gvlib.grade ...        # the same command, kept for lecturers' scripts
 
-The master is the notebook of the same name in solutions/ (or `--master PATH`). The student's cells run
+The master is the notebook of the same name in `--solutions DIR`, else in the `solutions/` folder beside the
+notebook's folder (exercises/NN.ipynb -> solutions/NN.ipynb), else in ./solutions (or `--master PATH`). The student's cells run
 in order in a fresh kernel; each graded test cell is replaced by the master's version, hidden tests
 included, and the master's `setup` cells run again just before it, so redefined helpers cannot fool a
 test. The master's answers never run. Every cell has a timeout; a cell that raises, hangs, prints more
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from gvlib.course import REPO_ROOT, Exercise, exercises_of, is_setup, nbgrader_meta
+from .exercises import Exercise, exercises_of, is_setup, nbgrader_meta
 
 __all__ = ["grade", "Result", "GradeError", "find_master"]
 
@@ -139,8 +141,9 @@ class _Kernel:
 
 
 def find_master(student: Path, solutions: Path | None = None) -> Path:
-    """The master of a student's notebook: solutions/<same file name>."""
-    candidates = [solutions] if solutions else [REPO_ROOT / "solutions", Path.cwd() / "solutions"]
+    """The master of a student's notebook: <solutions>/<same file name>, by default in ../solutions or ./solutions."""
+    student = Path(student)
+    candidates = [Path(solutions)] if solutions else [student.resolve().parent.parent / "solutions", Path.cwd() / "solutions"]
     for folder in candidates:
         path = Path(folder) / student.name
         if path.exists():
@@ -242,10 +245,10 @@ def format_table(results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gvlib.grade", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="coursekit grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebook", type=Path, help="the student's notebook (.ipynb)")
     parser.add_argument("--master", type=Path, help="the master notebook (default: solutions/<same name>)")
-    parser.add_argument("--solutions", type=Path, help="folder of masters (default: the course's solutions/)")
+    parser.add_argument("--solutions", type=Path, help="folder of masters (default: ../solutions beside the notebook's folder, else ./solutions)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds each cell may run")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each cell's outcome as it runs")

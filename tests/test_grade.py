@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gvlib import course
-from gvlib.grade import GradeError, grade
+from coursekit import exercises as course
+from coursekit.grade import GradeError, grade
 
 REPO = Path(__file__).resolve().parent.parent
 
