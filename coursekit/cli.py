@@ -66,6 +66,15 @@ def _execute(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except ModuleNotFoundError as exc:  # gvlib installed without the course extra
+        print(f"coursekit needs the course's extra packages ({exc}); install them with "
+              "`pip install -e \".[course]\"` in the course's folder (make lab and make test do)", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)

@@ -17,7 +17,7 @@ import random
 import numpy as np
 import torch
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 PROFILES = ("cpu", "full")
 _DEVICE_NAMES = ("cpu", "cuda", "mps")
