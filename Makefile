@@ -106,7 +106,7 @@ gallery-check: $(STAMP)
 
 # The real-browser test alone (make test runs it too when Chromium is there); screenshots in build/test-artifacts.
 test-browser: $(DOCS_STAMP) $(WEB_STAMP)
-	$(THREADS_ENV) $(BIN)/python -m pytest -m browser -ra tests/test_browser.py
+	$(THREADS_ENV) COURSE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -m browser -ra --durations=5 tests/test_browser.py
 
 lab: $(STAMP)
 	$(RUN_ENV) GVLIB_QUIET= $(BIN)/jupyter lab --ServerApp.root_dir=. --ip=$(LAB_IP) --port=$(LAB_PORT) \

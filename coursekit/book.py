@@ -104,8 +104,11 @@ def stage(root: Path, src: Path, mathjax: str = "cdn", web: Path | None = None) 
     src.mkdir(parents=True)
     config = yaml.safe_load((root / "book" / "_config.yml").read_text(encoding="utf-8"))
     if mathjax == "local":
-        copy_mathjax(src / "_static" / "mathjax", web or root / DEFAULT_NODE_MODULES)
-        config.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = "mathjax/tex-mml-chtml.js"
+        # Not under _static/: jupyter-book would add every .js file found there to every page.
+        copy_mathjax(src / "_mathjax" / "mathjax", web or root / DEFAULT_NODE_MODULES)
+        sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+        sphinx["html_static_path"] = [*sphinx.get("html_static_path", []), "_mathjax"]
+        sphinx["mathjax_path"] = "mathjax/tex-mml-chtml.js"
     elif mathjax != "cdn":
         raise ValueError(f"mathjax must be 'cdn' or 'local', got {mathjax!r}")
     (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
