@@ -28,12 +28,58 @@ import yaml
 
 from .webassets import DEFAULT_NODE_MODULES, copy_mathjax
 
-__all__ = ["stage", "build", "landing_page", "toc", "replace_widget_views", "main", "WIDGET_VIEW"]
+__all__ = ["stage", "build", "landing_page", "toc", "replace_widget_views", "markdown_problems", "main",
+           "WIDGET_VIEW", "BookError"]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 # The README sections that the landing page keeps, besides its opening (title and first paragraphs).
 LANDING_SECTIONS = ("Contents", "Gallery")
+
+
+class BookError(RuntimeError):
+    """A notebook's markdown that the website would render wrongly, and that book/allow.yml does not allow."""
+
+
+# A line that Markdown reads as a list item or a heading, which ends the paragraph an inline $$...$$ sits in.
+_BREAKS_PARAGRAPH = re.compile(r"^ {0,3}([-+*]|\d{1,9}[.)]|#{1,6})(\s|$)")
+
+
+def markdown_problems(nb) -> list[tuple[int, str, str]]:
+    """Markdown cells whose $$...$$ the website cannot render: [(cell index, cell id, why)].
+
+    JupyterLab lifts the math out before it parses the Markdown, so these look right there; Sphinx (and GitHub)
+    parse the Markdown first. A line inside the math that starts like a list item (`+ `, `- `, `* `, `1. `) or a
+    heading, or a blank line inside it, ends the paragraph, and the equation is shown as raw TeX.
+    """
+    out = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        text = re.sub(r"```.*?```", "", cell.source, flags=re.S)
+        text = re.sub(r"`[^`\n]*`", "", text)
+        parts = text.split("$$")
+        for k, math in enumerate(parts):
+            if k % 2 == 0:
+                continue
+            before = parts[k - 1].rstrip(" ")
+            if k == 1 and not before.strip() or before.endswith("\n\n"):
+                continue  # a $$ block in a paragraph of its own: Markdown keeps it whole
+            lines = math.split("\n")
+            bad = next((ln for ln in lines[1:] if _BREAKS_PARAGRAPH.match(ln) or not ln.strip()), None)
+            if bad is not None:
+                what = "a blank line" if not bad.strip() else f"a line starting {bad.strip()[:2]!r}"
+                out.append((i, cell.get("id", ""), f"{what} inside $$...$$ ends the paragraph in Markdown, so the "
+                            f"equation shows as raw TeX on the website: start the line with something else, or put "
+                            f"the $$ block in a paragraph of its own ({lines[0].strip()[:40]!r}...)"))
+                break
+    return out
+
+
+def _allowed(root: Path) -> set[tuple[str, str]]:
+    path = root / "book" / "allow.yml"
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    return {(e["notebook"], str(e["cell"])) for e in entries or []}
 
 
 def _numbered(folder: Path) -> list[Path]:
@@ -96,7 +142,7 @@ def replace_widget_views(nb) -> int:
     return n
 
 
-def stage(root: Path, src: Path, mathjax: str = "cdn", web: Path | None = None) -> Path:
+def stage(root: Path, src: Path, mathjax: str = "cdn", web: Path | None = None, strict: bool = True) -> Path:
     """Write the book's sources into `src` (emptied first) from the repository at `root`; returns `src`."""
     root, src = Path(root), Path(src)
     if src.exists():
@@ -114,15 +160,29 @@ def stage(root: Path, src: Path, mathjax: str = "cdn", web: Path | None = None) 
     (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
     chapters, exercises = [], []
+    allowed, used, problems = _allowed(root), set(), []
     for folder, listed in (("chapters", chapters), ("exercises", exercises)):
         for path in _numbered(root / folder):
             nb = nbformat.read(path, as_version=4)
+            name = f"{folder}/{path.name}"
+            for i, cid, why in markdown_problems(nb):
+                if (name, cid) in allowed:
+                    used.add((name, cid))
+                    print(f"book: allowed by book/allow.yml: {name} cell {i} (id {cid}): {why}", file=sys.stderr)
+                else:
+                    problems.append(f"{name} cell {i} (id {cid}): {why}")
             replace_widget_views(nb)
             (src / folder).mkdir(exist_ok=True)
             nbformat.write(nb, src / folder / path.name)
             listed.append(f"{folder}/{path.stem}")
     if not chapters:
         raise FileNotFoundError(f"no chapters/NN_*.ipynb under {root}")
+    for name, cid in sorted(allowed - used):
+        print(f"book: book/allow.yml allows {name} cell id {cid}, which renders now: remove the entry", file=sys.stderr)
+    if problems and strict:
+        raise BookError("markdown the website would render wrongly:\n  " + "\n  ".join(problems))
+    for p in problems:
+        print(f"book: warning: {p}", file=sys.stderr)
     (src / "_toc.yml").write_text(yaml.safe_dump(toc(chapters, exercises), sort_keys=False), encoding="utf-8")
     (src / "index.md").write_text(landing_page((root / "README.md").read_text(encoding="utf-8")), encoding="utf-8")
     gallery = root / "book" / "gallery"
@@ -135,7 +195,7 @@ def build(root: Path = Path("."), out: Path = Path("build/book"), mathjax: str =
           web: Path | None = None) -> Path:
     """Stage and build the website; returns the folder of its HTML. Raises CalledProcessError on a warning."""
     out = Path(out).resolve()
-    src = stage(Path(root), out / "src", mathjax=mathjax, web=web)
+    src = stage(Path(root), out / "src", mathjax=mathjax, web=web, strict=strict)
     if (out / "_build").exists():
         shutil.rmtree(out / "_build")
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(src),
@@ -161,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BookError as exc:
+        print(f"coursekit book: {exc}", file=sys.stderr)
+        return 1
     except subprocess.CalledProcessError:
         print("coursekit book: the build failed or warned (warnings are errors); see the messages above",
               file=sys.stderr)
