@@ -199,7 +199,7 @@ def build(root: Path = Path("."), out: Path = Path("build/book"), mathjax: str =
     if (out / "_build").exists():
         shutil.rmtree(out / "_build")
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(src),
-           "--path-output", str(out), "--builder", "html", "--all"]
+           "--path-output", str(out), "--builder", "html", "--all", "-q"]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
