@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import html
 import math
 import re
 import struct
@@ -162,6 +163,10 @@ def _hide_input(cell) -> None:
 def layout(nb, code_max: int = CODE_MAX, notes: bool = True):
     """A copy of the notebook with slide metadata derived from its structure (see the module's docstring)."""
     nb = copy.deepcopy(nb)
+    heading = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
+                    for line in c.source.splitlines() if line.startswith("# ")), None)
+    if heading and "title" not in nb.metadata:
+        nb.metadata["title"] = heading  # the deck's <title>
     cells = []
     for cell in nb.cells:
         if cell.cell_type == "markdown" and _slide_type(cell) is None:
@@ -353,7 +358,21 @@ def build(notebooks: list[Path], out: Path = Path("build/slides"), assets: str =
         deck = out / f"{path.stem}.slides.html"
         deck.write_text(body, encoding="utf-8")
         written.append(deck)
+    _index(out)
     return written
+
+
+def _index(out: Path) -> None:
+    """OUT/index.html: a list of every deck in the folder, each with its chapter's title."""
+    items = []
+    for deck in sorted(out.glob("*.slides.html")):
+        m = re.search(r"<title>(.*?) slides</title>", deck.read_text(encoding="utf-8"))
+        items.append(f'<li><a href="{html.escape(deck.name)}">{html.escape(html.unescape(m.group(1))) if m else deck.name}</a></li>')
+    (out / "index.html").write_text(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Slides</title></head>\n"
+        "<body style=\"font-family: sans-serif; max-width: 50em; margin: 2em auto\">\n<h1>Slides</h1>\n"
+        "<p>Arrows or space to move, Esc for the overview, S for the speaker notes, F for full screen.</p>\n"
+        "<ul>\n" + "\n".join(items) + "\n</ul>\n</body></html>\n", encoding="utf-8")
 
 
 def annotate(notebooks: list[Path], out: Path) -> list[Path]:

@@ -245,6 +245,9 @@ def test_jupyterlab_opens_runs_and_the_slider_redraws(browser, lab, artifacts, n
             assert time.monotonic() < deadline, f"{name}: Run All did not finish in 120 s: {state}"
             page.wait_for_timeout(500)
 
+        # running changed the notebook, and the tab says so: the check on open above could have failed
+        page.wait_for_function("() => document.querySelectorAll('.lm-TabBar-tab.jp-mod-dirty').length === 1",
+                               timeout=30_000)
         interact = page.locator(".widget-interact").first
         interact.wait_for(timeout=30_000)
         interact.locator("img").first.wait_for(timeout=30_000)

@@ -139,7 +139,8 @@ def test_a_deck_loads_nothing_from_a_cdn_with_local_assets(tmp_path):
     assert "require.js" not in html and "jquery" not in html.lower() and "mermaid" not in html
     assert (tmp_path / "_assets" / "reveal.js" / "dist" / "theme" / "white.css").is_file()
     assert (tmp_path / "_assets" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
-    assert html.count("<section") >= 4
+    assert html.count("<section") >= 4 and "<title>00 · Start here slides</title>" in html
+    assert 'href="00_start_here.slides.html">00 · Start here</a>' in (tmp_path / "index.html").read_text()
 
 
 def test_a_cdn_deck_and_the_annotated_copies_for_live_slides(tmp_path):
