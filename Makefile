@@ -46,7 +46,7 @@ XDIST := $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist loadfile,)
 TIMED = sh -c 't0=$$(date +%s); "$$@"; rc=$$?; echo "== $$0: $$(( $$(date +%s) - t0 )) s (exit $$rc)"; exit $$rc'
 
 .PHONY: install lab test unit notebooks test-portable exercises execute bench clean help \
-        docs-install web-assets book slides gallery gallery-check test-browser
+        docs-install web-assets book slides gallery gallery-check test-browser test-docs
 
 help:
 	@echo "make lab            create .venv if needed, install the course, start JupyterLab on chapters/"
@@ -59,6 +59,7 @@ help:
 	@echo "make slides         a reveal.js deck per chapter in build/slides (SLIDES_NB=chapters/01_elbo.ipynb for one)"
 	@echo "make gallery        regenerate the README's gallery and chapter table (gallery-check: fail if stale)"
 	@echo "make test-browser   JupyterLab, the website and a deck in headless Chromium (needs Debian's chromium)"
+	@echo "make test-docs      the website's, slides' and gallery's tests with their tools, then the browser test"
 	@echo "variables: TORCH=auto|cpu|cuda  CONSTRAINTS=.ci/constraints-cpu.txt  LAB_PORT=8888  LAB_IP=127.0.0.1  JOBS=2"
 
 $(BIN)/python:
@@ -106,7 +107,13 @@ gallery-check: $(STAMP)
 
 # The real-browser test alone (make test runs it too when Chromium is there); screenshots in build/test-artifacts.
 test-browser: $(DOCS_STAMP) $(WEB_STAMP)
-	$(THREADS_ENV) COURSE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -m browser -ra --durations=5 tests/test_browser.py
+	$(THREADS_ENV) COURSE_NO_SKIP=1 $(BIN)/python -m pytest -m browser -ra --durations=5 tests/test_browser.py
+
+# The website's, the slides' and the gallery's tests with their tools installed (make test skips what needs them),
+# then the browser test; nothing is skipped for a missing prerequisite.
+test-docs: $(DOCS_STAMP) $(WEB_STAMP)
+	$(THREADS_ENV) COURSE_NO_SKIP=1 $(BIN)/python -m pytest -ra --durations=5 \
+	  tests/test_book.py tests/test_slides.py tests/test_gallery.py tests/test_browser.py
 
 lab: $(STAMP)
 	$(RUN_ENV) GVLIB_QUIET= $(BIN)/jupyter lab --ServerApp.root_dir=. --ip=$(LAB_IP) --port=$(LAB_PORT) \

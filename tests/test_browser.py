@@ -40,15 +40,15 @@ NODE_MODULES = REPO / "build" / "web" / "node_modules"
 BOOK_CONSOLE_NOISE = {"Identifier 'THEBE_JS_URL' has already been declared",
                       "Got invalid theme mode: . Resetting to auto."}
 
-# make test-browser (and so CI) sets COURSE_REQUIRE_BROWSER=1: there, a missing prerequisite fails instead of skipping.
-REQUIRED = os.environ.get("COURSE_REQUIRE_BROWSER") == "1"
+# make test-browser (and so CI) sets COURSE_NO_SKIP=1: there, a missing prerequisite fails instead of skipping.
+REQUIRED = os.environ.get("COURSE_NO_SKIP") == "1"
 
 pytestmark = pytest.mark.browser
 
 
 def _skip(reason: str):
     if REQUIRED:
-        pytest.fail(f"COURSE_REQUIRE_BROWSER=1 but {reason}")
+        pytest.fail(f"COURSE_NO_SKIP=1 but {reason}")
     pytest.skip(reason)
 
 
