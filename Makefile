@@ -21,10 +21,21 @@ LAB_ARGS ?=
 CELL_TIMEOUT ?= 300
 CHAPTERS ?= chapters/*.ipynb
 NB ?= $(CHAPTERS) solutions/*.ipynb
+# make book: MathJax as the theme loads it (cdn) or a local copy from make web-assets (local: renders offline).
+BOOK_MATHJAX ?= cdn
+# make slides: the notebooks to turn into decks, and where reveal.js and MathJax come from (local or cdn).
+SLIDES_NB ?= $(CHAPTERS)
+SLIDES_ASSETS ?= local
+# npm's cache folder for reveal.js and MathJax (make web-assets; ignored by git).
+WEB := build/web
+# Extra pytest arguments for make test (CI: -m "not browser", since it runs the browser test once with the website).
+PYTEST_ARGS ?=
 # make test-portable: the chapters again with these seed offsets and ATEN's portable (non-vectorised) CPU kernels.
 PORTABLE_OFFSETS ?= 1000 2000
 
 STAMP := $(VENV)/.stamp-install
+DOCS_STAMP := $(VENV)/.stamp-docs
+WEB_STAMP := $(WEB)/node_modules/.stamp
 PIP_FLAGS := $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS),)
 # glibc's malloc for every process started here: keep freed buffers up to 64 MB for reuse instead of unmapping them
 # (estimate_log_likelihood frees and re-allocates buffers of a few MB thousands of times; measured a third faster).
@@ -36,7 +47,8 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) --
 XDIST := $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist loadfile,)
 TIMED = sh -c 't0=$$(date +%s); "$$@"; rc=$$?; echo "== $$0: $$(( $$(date +%s) - t0 )) s (exit $$rc)"; exit $$rc'
 
-.PHONY: install lab test unit notebooks test-portable exercises execute bench clean help
+.PHONY: install lab test unit notebooks test-portable exercises execute bench clean help \
+        docs-install web-assets book slides gallery gallery-check test-browser test-docs
 
 help:
 	@echo "make lab            create .venv if needed, install the course, start JupyterLab on chapters/"
@@ -45,6 +57,11 @@ help:
 	@echo "make execute        re-execute notebooks in place (NB=chapters/01_elbo.ipynb for one)"
 	@echo "make exercises      regenerate exercises/ from solutions/"
 	@echo "make bench          print the speed table"
+	@echo "make book           the course as a website in build/book/_build/html (BOOK_MATHJAX=local: offline MathJax)"
+	@echo "make slides         a reveal.js deck per chapter in build/slides (SLIDES_NB=chapters/01_elbo.ipynb for one)"
+	@echo "make gallery        regenerate the README's gallery and chapter table (gallery-check: fail if stale)"
+	@echo "make test-browser   JupyterLab, the website and a deck in headless Chromium (needs Debian's chromium)"
+	@echo "make test-docs      the website's, slides' and gallery's tests with their tools, then the browser test"
 	@echo "variables: TORCH=auto|cpu|cuda  CONSTRAINTS=.ci/constraints-cpu.txt  LAB_PORT=8888  LAB_IP=127.0.0.1  JOBS=2"
 
 $(BIN)/python:
@@ -60,6 +77,45 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) scripts/install-torch.sh jupyter/overrid
 	@touch $@
 
 install: $(STAMP)
+
+# The website's and the slides' tools (jupyter-book 1.x, nbconvert), on top of the course.
+$(DOCS_STAMP): pyproject.toml $(CONSTRAINTS) | $(STAMP)
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[dev,docs]"
+	@touch $@
+
+docs-install: $(DOCS_STAMP)
+
+# reveal.js and MathJax as pinned in book/package-lock.json, into an ignored cache folder (npm, once; then offline).
+$(WEB_STAMP): book/package.json book/package-lock.json
+	mkdir -p $(WEB)
+	cp book/package.json book/package-lock.json $(WEB)/
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web-assets: $(WEB_STAMP)
+
+# The notebooks are not re-executed: the site shows their stored outputs. Warnings are errors.
+book: $(DOCS_STAMP) $(if $(filter local,$(BOOK_MATHJAX)),$(WEB_STAMP))
+	$(BIN)/coursekit book --mathjax $(BOOK_MATHJAX)
+
+slides: $(DOCS_STAMP) $(if $(filter local,$(SLIDES_ASSETS)),$(WEB_STAMP))
+	$(BIN)/coursekit slides --assets $(SLIDES_ASSETS) $(SLIDES_NB)
+
+gallery: $(STAMP)
+	$(BIN)/coursekit gallery
+
+gallery-check: $(STAMP)
+	$(BIN)/coursekit gallery --check
+
+# The real-browser test alone (make test runs it too when Chromium is there); screenshots in build/test-artifacts.
+test-browser: $(DOCS_STAMP) $(WEB_STAMP)
+	$(THREADS_ENV) COURSE_NO_SKIP=1 $(BIN)/python -m pytest -m browser -ra --durations=5 tests/test_browser.py
+
+# The website's, the slides' and the gallery's tests with their tools installed (make test skips what needs them),
+# then the browser test; nothing is skipped for a missing prerequisite.
+test-docs: $(DOCS_STAMP) $(WEB_STAMP)
+	$(THREADS_ENV) COURSE_NO_SKIP=1 $(BIN)/python -m pytest -ra --durations=5 \
+	  tests/test_book.py tests/test_slides.py tests/test_gallery.py tests/test_browser.py
 
 lab: $(STAMP)
 	$(RUN_ENV) GVLIB_QUIET= $(BIN)/jupyter lab --ServerApp.root_dir=. --ip=$(LAB_IP) --port=$(LAB_PORT) \
@@ -78,7 +134,7 @@ notebooks: $(STAMP)
 test: $(STAMP)
 	@$(TIMED) "coursekit check" $(BIN)/coursekit check
 	@$(TIMED) "pytest: unit tests and notebooks" env $(THREADS_ENV) $(BIN)/python -m pytest $(XDIST) \
-	  -p coursekit.nbtime -ra --durations=10 $(NBVAL) tests $(NB)
+	  -p coursekit.nbtime -ra --durations=10 $(PYTEST_ARGS) $(NBVAL) tests $(NB)
 
 # Every chapter re-executed under nbval on other random streams ($$GVLIB_SEED_OFFSET) and with ATen's portable
 # kernels: each claim must hold and each compared output must stay the same.
@@ -99,4 +155,4 @@ bench: $(STAMP)
 	$(RUN_ENV) OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(BIN)/coursekit bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info build/book build/slides build/web build/test-artifacts

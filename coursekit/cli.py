@@ -12,6 +12,9 @@ USAGE = """usage: coursekit COMMAND [options]
   execute   re-execute notebooks in place (NB [NB ...])
   grade     grade a student's notebook (see `coursekit grade --help`)
   bench     the speed table of gvlib's estimator and of a training epoch (see `coursekit bench --help`)
+  book      the course as a static website (jupyter-book 1.x, no re-execution; `coursekit book --help`)
+  slides    a reveal.js deck per chapter, laid out from the notebook's structure (`coursekit slides --help`)
+  gallery   regenerate (or --check) the README's gallery and chapter table
 """
 
 
@@ -90,6 +93,9 @@ def _main(argv: list[str] | None = None) -> int:
     if cmd == "bench":
         from .bench import main as bench_main
         return bench_main(rest) or 0
+    if cmd in ("book", "slides", "gallery"):
+        import importlib
+        return importlib.import_module(f"coursekit.{cmd}").main(rest)
     print(f"coursekit: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

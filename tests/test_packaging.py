@@ -53,7 +53,7 @@ def test_the_grade_alias_and_the_commands_work():
 def test_environment_yml_installs_what_pyproject_declares():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    declared = {_name(r): r.replace(" ", "") for r in project["dependencies"] + extras["course"] + extras["dev"]
+    declared = {_name(r): r.replace(" ", "") for r in project["dependencies"] + extras["course"] + extras["dev"] + extras["docs"]
                 if not r.startswith("gvlib")}
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
