@@ -414,7 +414,9 @@ class StudentFunction:
             raise ValueError(f"{self._name} {text}")
         cls = _SAFE_EXCEPTIONS.get(etype, StudentCodeError)
         where = f"raised in your {self._name}" if cls is not StudentCodeError else f"{etype} raised in your {self._name}"
-        raise cls(f"{where}: {text}" if text else where)
+        exc = cls(f"{where}: {text}" if text else where)
+        exc._from_student = True
+        raise exc
 
 
 # ------------------------------------------------------------------------------------------------ the job
@@ -525,7 +527,11 @@ def _grade(job, student: Student, emit, log, started) -> int:
             except SandboxFailure as exc:
                 error = str(exc)
             except BaseException as exc:  # the test failed (or the student's function raised)
-                error = link.broken or describe_error(exc)
+                if isinstance(exc, NameError) and not getattr(exc, "_from_student", False) \
+                        and getattr(exc, "name", None) not in names:
+                    error = "NameError: the master's test uses a name that is not defined"  # no hidden identifiers
+                else:
+                    error = link.broken or describe_error(exc)
             finally:
                 _cancel_alarm()
                 student.end_test()

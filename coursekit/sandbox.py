@@ -52,7 +52,7 @@ class Limits:
     cpu_seconds: int = 900             # CPU seconds per process
     file_size: int = 256 * 1024 ** 2   # bytes per file written
     open_files: int = 512
-    processes: int = 64                # processes (and threads) beyond those the user already runs
+    processes: int = 128               # processes (and threads) beyond those the user already runs
     tmpfs: int = 256 * 1024 ** 2       # bytes of each tmpfs (home, /tmp, /dev/shm)
     data: int = 64 * 1024 ** 2         # bytes of one message across the boundary
 
