@@ -228,6 +228,10 @@ def _run_trusted(job: dict, wall: float, log) -> list[dict]:
                     if event.get("event") == "log":
                         if log:
                             print(event.get("text", ""), file=log, flush=True)
+                    elif event.get("event") == "cpu":
+                        if log:
+                            print(f"CPU seconds: trusted process {event.get('trusted')}, student's processes "
+                                  f"{event.get('student')}", file=log, flush=True)
                     else:
                         events.append(event)
                 if len(buf) > 1 << 20:

@@ -237,6 +237,14 @@ class Student:
             self.workdir = None
 
     def stop(self):
+        """End the student's process: asked to exit (so its resource use is accounted), then killed with the rest."""
+        if self.proc is not None and self.chan is not None:
+            self.sweep()
+            try:
+                self.chan.send({"op": "exit"}, time.monotonic() + 2.0)
+                self.proc.wait(timeout=5)
+            except Exception:
+                pass
         self.kill()
         shutil.rmtree(self.runtime, ignore_errors=True)
 
@@ -454,6 +462,12 @@ def main() -> int:
     finally:
         student.stop()
         sandbox.kill_tree(os.getpid())
+        sandbox.reap()
+        import resource
+
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        emit(event="cpu", trusted=round(own.ru_utime + own.ru_stime, 2),
+             student=round(kids.ru_utime + kids.ru_stime, 2))
 
 
 def _grade(job, student: Student, emit, log, started) -> int:
