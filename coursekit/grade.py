@@ -241,11 +241,12 @@ def _run_trusted(job: dict, wall: float, log) -> list[dict]:
                 proc.wait(timeout=15 if eof else 0.01)
             except subprocess.TimeoutExpired:
                 pass
-            _sandbox.kill_tree(proc.pid, include_root=True)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+            if proc.returncode is None:  # still ours (not reaped): it and everything under it
+                _sandbox.kill_tree(proc.pid, include_root=True)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
             proc.stdout.close()
         if not any(e.get("event") in ("done", "fatal") for e in events):
             errfile.seek(0)

@@ -125,27 +125,64 @@ def ns_pid(pid: int) -> int | None:
     return None
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _open_if_ours(pid: int, family: set[int]):
+    """A pidfd for `pid` if, once opened, it is still a child of a process in `family` (so a recycled pid of a
+    stranger is never signalled); None otherwise. Without pidfds (old kernels), the pid itself."""
+    try:
+        fd = os.pidfd_open(pid)
+    except AttributeError:
+        return pid if _ppid(pid) in family else None
+    except OSError:
+        return None
+    if _ppid(pid) in family:
+        return fd
+    os.close(fd)
+    return None
+
+
+def _signal(handle, sig):
+    try:
+        if hasattr(os, "pidfd_open"):
+            signal.pidfd_send_signal(handle, sig)
+        else:
+            os.kill(handle, sig)
+    except (ProcessLookupError, OSError):
+        pass
+
+
 def kill_tree(root: int, keep: set[int] = frozenset(), include_root: bool = False, rounds: int = 50) -> int:
-    """SIGKILL every descendant of `root` not in `keep` (and root itself if asked), until none is left; -> how many."""
+    """SIGKILL every descendant of `root` not in `keep` (and root itself if asked: it must be our unreaped child),
+    until none is left; -> how many. Each is stopped first (a stopped process cannot fork while we kill)."""
     killed = 0
     for _ in range(rounds):
-        victims = descendants(root) - set(keep)
-        if include_root and root not in keep:
-            victims.add(root)
-        alive = [p for p in victims if _alive(p)]
-        if not alive:
+        table = proc_table()
+        tree = descendants(root, table)
+        victims = [p for p in tree - set(keep) if _alive(p)]
+        handles = []
+        if include_root and root not in keep and _alive(root):
+            h = _open_if_ours(root, {os.getpid()})  # only while it is still our own (unreaped) child
+            if h is not None:
+                handles.append(h)
+        family = tree | {root}
+        handles += [h for h in (_open_if_ours(p, family) for p in victims) if h is not None]
+        if not handles:
             return killed
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGSTOP)  # stop first: a stopped process cannot fork while we kill
-            except ProcessLookupError:
-                pass
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
+        for h in handles:
+            _signal(h, signal.SIGSTOP)
+        for h in handles:
+            _signal(h, signal.SIGKILL)
+            killed += 1
+            if hasattr(os, "pidfd_open"):
+                os.close(h)
         reap()
         time.sleep(0.005)
     return killed

@@ -205,3 +205,48 @@ def test_command_line_json_and_bad_arguments(tmp_path, course_dirs):
 
 # The course's masters (full marks, blank exercise 0, one answer exactly its points, and agreement with real
 # nbgrader) are graded in test_nbgrader.py.
+
+
+# ------------------------------------------------------------------------------------------------ the wire format
+def test_wire_round_trips_plain_data_only():
+    import numpy as np
+    import torch
+
+    from coursekit import wire
+
+    value = {"a": [1, -2**70, 2.5, float("inf"), complex(1, -2), "é", b"\x00", None, True, (1,), {3}, frozenset()],
+             7: torch.arange(6, dtype=torch.float64).reshape(2, 3), "b": torch.tensor([True, False]),
+             "h": torch.ones(2, dtype=torch.bfloat16), "e": torch.zeros(0, 3), "n": np.arange(4, dtype=np.int32),
+             "s": np.float32(1.5), "g": torch.ones(2, requires_grad=True)}
+    back = wire.decode(wire.encode(value))
+    assert back["a"][:3] == [1, -2**70, 2.5] and back["a"][4] == complex(1, -2) and back["a"][9] == (1,)
+    assert torch.equal(back[7], value[7]) and type(back[7]) is torch.Tensor and back["b"].dtype == torch.bool
+    assert back["h"].dtype == torch.bfloat16 and back["e"].shape == (0, 3) and back["g"].requires_grad
+    assert back["n"].dtype == np.int32 and type(back["s"]) is np.float32
+
+    class Sneaky(torch.Tensor):
+        def __eq__(self, other):
+            return True
+    assert type(wire.decode(wire.encode(torch.zeros(2).as_subclass(Sneaky)))) is torch.Tensor
+    for bad in (lambda: 0, object(), np.array([object()]), torch, type, iter([1])):
+        with pytest.raises(wire.NotData):
+            wire.encode(bad)
+    with pytest.raises(wire.WireError):
+        wire.encode("x" * 2000, limit=1000)
+
+
+def test_wire_decoder_refuses_malformed_bytes():
+    import struct
+
+    from coursekit import wire
+
+    good = wire.encode([1, 2.0, "three"])
+    for bad in (good[:-1], good + b"N", b"Q", b"A" + struct.pack("<I", 2) + b"|O" + b"\x01" + struct.pack("<Q", 1),
+                b"i" + struct.pack("<I", 3) + b"1e5", b"l" + struct.pack("<I", 10 ** 9),
+                b"X" + struct.pack("<I", 5) + b"int64" + b"\x01" + struct.pack("<Q", 4) + b"\x00" + struct.pack("<Q", 8),
+                b"d" + struct.pack("<I", 1) + b"l" + struct.pack("<I", 0) + b"N"):
+        with pytest.raises(wire.WireError):
+            wire.decode(bad)
+    nested = b"l\x01\x00\x00\x00" * 100 + b"N"
+    with pytest.raises(wire.WireError):
+        wire.decode(nested)
