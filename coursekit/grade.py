@@ -51,9 +51,11 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_BUDGET = 900.0
 DEFAULT_RESTARTS = 3
 NO_SANDBOX_WARNING = ("--no-sandbox: the student's code runs as your user, outside any sandbox: it can read every "
-                      "file you can (the masters included), reach the network and signal your processes. Verdicts "
-                      "are still decided in the trusted process on data only, and the time, memory and process "
-                      "limits and the final kill still apply. Use it only for trusted notebooks (your own masters).")
+                      "file you can (the masters included), reach the network, and kill, trace or write into your "
+                      "processes, the grader's included, so a deliberate attack on the grader's processes can change "
+                      "or prevent the report. Still in force: tests run in a separate process on data only (patching "
+                      "Python, torch or IPython changes no verdict), the time and memory limits, a fresh working copy, "
+                      "the allow-listed environment and the final kill. Use it only for notebooks you trust.")
 
 
 class GradeError(Exception):
@@ -159,7 +161,10 @@ def grade_report(student_path: Path, master_path: Path | None = None, timeout: f
         "verbose": log is not None,
     }
     events = _run_trusted(job, budget + 120.0, log)
-    verdicts = {e["grade_id"]: e for e in events if e.get("event") == "result"}
+    verdicts: dict[str, dict] = {}
+    for e in events:
+        if e.get("event") == "result":
+            verdicts.setdefault(e.get("grade_id"), e)
     fatal = [e for e in events if e.get("event") == "fatal"]
     if fatal:
         raise GradingFailed(str(fatal[0].get("error", "the sandbox would not start")))

@@ -15,10 +15,12 @@ With bubblewrap (Debian's ``bubblewrap`` package, detected at run time) the stud
 - an allow-listed environment (PYTHONSAFEPATH=1, one thread per library, no variable of the grader's besides
   GVLIB_*, OMP/MKL settings and locale), stdin, stdout and stderr on /dev/null.
 
-Without bubblewrap (``--no-sandbox``) the same limits, environment, temporary copy, process group and final
-kill apply, but the student's code runs as the grader's user in the host's file system and network: it can
-read whatever that user can (masters included), reach the network, and signal the grader's processes. The
-verdicts stay protected either way: tests run in the trusted process, on data only.
+Without bubblewrap (``--no-sandbox``) the same limits (but the process count, as root), environment, fresh
+working copy and final kill (the trusted process is a subreaper) apply, but the student's code runs as the
+grader's user in the host's file system and network: it can read whatever that user can (masters included),
+reach the network, and kill, trace or write into the grader's processes. Verdicts stay out of reach of
+anything done inside Python (tests run in the trusted process, on data only), not of an attack on the
+trusted process itself through the operating system.
 """
 from __future__ import annotations
 
