@@ -110,6 +110,13 @@ def _read(path: Path, what: str):
         raise GradeError(f"{what} {path} is not a readable notebook (.ipynb JSON): {exc}") from None
 
 
+def _package_dir() -> Path:
+    """Where coursekit itself is installed (hidden from the student's process; put on the trusted one's path)."""
+    import coursekit
+
+    return Path(coursekit.__path__[0]).resolve()
+
+
 def _choose_sandbox(sandbox: str) -> str:
     if sandbox in ("none", "off", False, None):
         return "none"
@@ -144,7 +151,7 @@ def grade_report(student_path: Path, master_path: Path | None = None, timeout: f
     mode = _choose_sandbox(sandbox)
     limits = limits or _sandbox.Limits()
     limits.cpu_seconds = int(max(limits.cpu_seconds, budget + 30))
-    here = Path(__file__).resolve().parent
+    here = _package_dir()
     protected = {str(p) for p in (master_path.resolve().parent, master_path.resolve().parent.parent,
                                   student_path.resolve().parent, here, here.parent, Path.cwd(),
                                   *(Path(p).resolve() for p in protect))}
@@ -193,7 +200,7 @@ def grade(student_path: Path, master_path: Path | None = None, timeout: float = 
 
 def _run_trusted(job: dict, wall: float, log) -> list[dict]:
     """Run coursekit.runner on `job`; its events, read within `wall` seconds; every process it started is killed."""
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(_package_dir().parent)
     code = (f"import sys; sys.path.insert(0, {root!r}); from coursekit.runner import main; "
             f"sys.path.remove({root!r}); sys.exit(main())")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

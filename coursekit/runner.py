@@ -146,9 +146,11 @@ class Student:
         self.chan = None
         self.exhausted = ""
         self.runtime = tempfile.mkdtemp(prefix="coursekit-runtime-")
-        here = os.path.dirname(os.path.abspath(__file__))
-        shutil.copy(os.path.join(here, "_worker.py"), os.path.join(self.runtime, "worker.py"))
-        shutil.copy(os.path.join(here, "wire.py"), os.path.join(self.runtime, "wire.py"))
+        from importlib.resources import files
+
+        for src, dest in (("_worker.py", "worker.py"), ("wire.py", "wire.py")):
+            with open(os.path.join(self.runtime, dest), "w", encoding="utf-8") as f:
+                f.write(files("coursekit").joinpath(src).read_text(encoding="utf-8"))
         os.chmod(self.runtime, 0o755)
         for f in ("worker.py", "wire.py"):
             os.chmod(os.path.join(self.runtime, f), 0o644)
