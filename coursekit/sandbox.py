@@ -212,6 +212,16 @@ def reap() -> list[int]:
         done.append(pid)
 
 
+def die_with_parent(sig: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send `sig` to this process when its parent dies (Linux PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def set_subreaper() -> bool:
     """Make orphaned descendants of this process its children (Linux), so that none escapes the final kill."""
     try:
@@ -295,6 +305,7 @@ class Plan:
 def _preexec(limits: Limits, processes: int | None):
     def apply():
         os.setsid()
+        die_with_parent()
         for res, value in ((resource.RLIMIT_AS, limits.memory), (resource.RLIMIT_FSIZE, limits.file_size),
                            (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)):
             resource.setrlimit(res, (value, value))
