@@ -47,7 +47,7 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) --
 XDIST := $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist loadfile,)
 TIMED = sh -c 't0=$$(date +%s); "$$@"; rc=$$?; echo "== $$0: $$(( $$(date +%s) - t0 )) s (exit $$rc)"; exit $$rc'
 
-.PHONY: install lab test unit notebooks test-portable exercises execute bench clean help \
+.PHONY: install lab test unit notebooks test-portable test-grader exercises execute bench clean help \
         docs-install web-assets book slides gallery gallery-check test-browser test-docs
 
 help:
@@ -56,6 +56,7 @@ help:
 	@echo "make test-portable  the chapters again on other random streams and portable CPU kernels"
 	@echo "make execute        re-execute notebooks in place (NB=chapters/01_elbo.ipynb for one)"
 	@echo "make exercises      regenerate exercises/ from solutions/"
+	@echo "make test-grader    the grader's attack suite and the nbgrader round trip (installs bubblewrap, nbgrader)"
 	@echo "make bench          print the speed table"
 	@echo "make book           the course as a website in build/book/_build/html (BOOK_MATHJAX=local: offline MathJax)"
 	@echo "make slides         a reveal.js deck per chapter in build/slides (SLIDES_NB=chapters/01_elbo.ipynb for one)"
@@ -145,6 +146,13 @@ test-portable: $(STAMP)
 	    $(BIN)/python -m pytest $(XDIST) -p coursekit.nbtime $(NBVAL) $(CHAPTERS) || exit 1; \
 	done
 
+# The grader's own suite: a student's attacks on it (tests/test_attacks.py) and every master through real nbgrader
+# and coursekit grade (tests/test_nbgrader.py). Installs bubblewrap (as root, with apt) and build/nbgrader-venv if missing.
+test-grader: $(STAMP)
+	sh scripts/grader-prereqs.sh $(VENV)
+	@$(TIMED) "pytest: grader attacks and nbgrader round trip" env COURSEKIT_GRADER_SUITE=1 $(THREADS_ENV) \
+	  $(BIN)/python -m pytest -p no:cacheprovider -ra --durations=5 tests/test_attacks.py tests/test_nbgrader.py
+
 exercises: $(STAMP)
 	$(BIN)/coursekit build
 
@@ -155,4 +163,5 @@ bench: $(STAMP)
 	$(RUN_ENV) OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(BIN)/coursekit bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info build/book build/slides build/web build/test-artifacts
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info build/book build/slides build/web build/test-artifacts \
+	  build/nbgrader-venv

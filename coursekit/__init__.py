@@ -2,7 +2,8 @@
 
 - ``exercises``: exercises/ built from the masters in solutions/, and the check that nothing leaked;
 - ``execute``: re-execute notebooks in place;
-- ``grade``: the autograder;
+- ``grade``: the autograder (its command line and report); ``sandbox``: the student's sandboxed process;
+  ``runner``: the trusted process that runs the tests; ``wire``: the data-only format between them;
 - ``nbtime``: a pytest plugin that prints each notebook's run time under nbval;
 - ``bench``: the speed table of gvlib's estimator and of a training epoch;
 - ``testing``: small assertion helpers that the masters' test cells import.
