@@ -47,7 +47,7 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) --
 XDIST := $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist loadfile,)
 TIMED = sh -c 't0=$$(date +%s); "$$@"; rc=$$?; echo "== $$0: $$(( $$(date +%s) - t0 )) s (exit $$rc)"; exit $$rc'
 
-.PHONY: install lab test unit notebooks test-portable test-grader exercises execute bench clean help \
+.PHONY: install lab test unit notebooks test-portable test-grader exercises execute bench gpu-check clean help \
         docs-install web-assets book slides gallery gallery-check test-browser test-docs
 
 help:
@@ -63,6 +63,7 @@ help:
 	@echo "make gallery        regenerate the README's gallery and chapter table (gallery-check: fail if stale)"
 	@echo "make test-browser   JupyterLab, the website and a deck in headless Chromium (needs Debian's chromium)"
 	@echo "make test-docs      the website's, slides' and gallery's tests with their tools, then the browser test"
+	@echo "make gpu-check      on a CUDA GPU: unit tests, each chapter's full profile at a tiny budget, bench (< 5 min)"
 	@echo "variables: TORCH=auto|cpu|cuda  CONSTRAINTS=.ci/constraints-cpu.txt  LAB_PORT=8888  LAB_IP=127.0.0.1  JOBS=2"
 
 $(BIN)/python:
@@ -161,6 +162,11 @@ execute: $(STAMP)
 
 bench: $(STAMP)
 	$(RUN_ENV) OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(BIN)/coursekit bench $(BENCH_ARGS)
+
+# On a machine with an NVIDIA GPU (make install TORCH=cuda): unit tests on cuda, each chapter's full-profile code path
+# at a tiny budget, the bench on cuda, a 2-GPU data-parallel fit where two GPUs are present (scripts/gpu-check.sh).
+gpu-check: $(STAMP)
+	$(RUN_ENV) bash scripts/gpu-check.sh $(BIN)/python
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info build/book build/slides build/web build/test-artifacts \

@@ -19,6 +19,13 @@ untrained, on random binary inputs of MNIST size (no download: speed does not de
   never touches the allocator.
 - training: one epoch over 60,000 inputs, batch 100, Adam, loss -L_k, for k=1 and k=50; --quick times a
   tenth of the batches and extrapolates.
+- data-parallel training: the same epoch through `gvlib.train.fit`, in 1 process and in 2 processes started by
+  torchrun (same global batch of 100, 50 rows per process), each configuration in fresh processes. On a CPU the
+  2 processes share the cores the single process has (threads split between them; gloo); on CUDA one GPU per
+  process (NCCL), the 2-GPU row only where 2 GPUs are present. The epoch time is fit's own (History.time),
+  so process start-up and the process group's set-up are not in it.
+- on CUDA the estimator runs on 10,000 inputs (the MNIST test images where they are on disk, else random binary
+  ones of the same size) with GPU-sized chunks, and the matmul floor is a 8192^2 float32 matmul on the same GPU.
 """
 from __future__ import annotations
 
@@ -40,6 +47,9 @@ K = 5000
 N_INPUTS = 1000
 D = 784
 CONFIGS = ((250, 4), (1000, 4))  # (chunk = samples per call, batch_size = inputs per call)
+CUDA_INPUTS = 10_000  # the MNIST test set
+CUDA_CONFIGS = ((1000, 20), (5000, 20), (5000, 100))
+DP_BATCH = 100  # the global batch of the data-parallel rows
 
 
 def _sync(device: torch.device) -> None:
@@ -82,6 +92,23 @@ def _model_and_data(device, n, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(n, D, generator=g) < 0.13).float().to(device)  # MNIST's mean pixel intensity ~0.13
     return model, x
+
+
+def test_images(device: torch.device, n: int = CUDA_INPUTS) -> tuple[torch.Tensor, str]:
+    """(n inputs of 784 binary pixels on `device`, what they are): binarized MNIST's or MNIST's test images where the
+    files are on disk (nothing is downloaded), else random binary images of the same size."""
+    from gvlib import data
+
+    for load in (lambda: data.load_binarized_mnist("test", download=False),
+                 lambda: data.load_mnist("test", binarize="fixed", download=False)[0]):
+        try:
+            x = load()
+        except (data.DataError, OSError):
+            continue
+        if x.shape[0] >= n:
+            return x[:n].to(device), f"{n:,} MNIST test images"
+    _, x = _model_and_data(device, n)
+    return x, f"{n:,} random binary images (no MNIST test split in {data.data_root()})"
 
 
 def reference_log_likelihood(model, x: torch.Tensor, k: int = K) -> torch.Tensor:
@@ -150,6 +177,16 @@ def time_and_memory(device: torch.device, chunk: int, batch_size: int, n: int,
     return dt, mem, None
 
 
+def _time_on(model, x, chunk: int, batch_size: int, device) -> tuple[float, float | None, None]:
+    """CUDA: seconds of estimate_log_likelihood(k=K) on the given inputs and the peak extra memory in MiB."""
+    estimate_log_likelihood(model, x[:batch_size], k=chunk, chunk=chunk, batch_size=batch_size)  # warm-up
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    dt, _ = _timed(lambda: estimate_log_likelihood(model, x, k=K, chunk=chunk, batch_size=batch_size), device)
+    return dt, (torch.cuda.max_memory_allocated(device) - base) / 2**20, None
+
+
 def train_epoch_seconds(device: torch.device, k: int, n: int = 60_000, batch_size: int = 100,
                         fraction: float = 1.0) -> float:
     """Seconds for one Adam epoch of -L_k over n inputs (timing `fraction` of the batches and extrapolating)."""
@@ -171,62 +208,137 @@ def train_epoch_seconds(device: torch.device, k: int, n: int = 60_000, batch_siz
     return dt * n_batches / timed
 
 
+def _fit_child(k: int, n: int, device: str) -> None:
+    """Run in fresh processes (one, or each of torchrun's): one epoch of fit on n inputs; one JSON line per process."""
+    from gvlib.train import fit
+
+    dev = torch.device(device)
+    if dev.type == "cuda":  # one GPU per process under torchrun
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    model, x = _model_and_data(dev, n)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = lambda m, batch: -iwae_bound(m.log_weights(batch[0], k)).mean()  # noqa: E731
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    fit(model, loss, x[:2 * DP_BATCH], epochs=1, batch_size=DP_BATCH, optimizer=opt, progress=False)  # warm-up
+    c = time.process_time()
+    h = fit(model, loss, x, epochs=1, batch_size=DP_BATCH, optimizer=opt, seed=0, progress=False)
+    print(json.dumps({"rank": int(os.environ.get("RANK", "0")), "processes": world, "seconds": h.time[0],
+                      "cpu_seconds": time.process_time() - c, "threads": torch.get_num_threads()}), flush=True)
+
+
+def data_parallel_epoch(device: torch.device, k: int, processes: int, threads: int, n: int,
+                        torchrun: bool | None = None) -> dict:
+    """One epoch of fit (k importance samples, n inputs, global batch DP_BATCH) in `processes` fresh processes of
+    `threads` threads each, under torchrun when `torchrun` (default: for more than one process)
+    -> {"seconds": the slowest process's epoch, "cpu_seconds": summed over the processes}."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "GVLIB_QUIET": "1"}
+    child = ["-m", "coursekit.bench", "--fit-child", str(k), str(n), device.type]
+    if not (processes > 1 if torchrun is None else torchrun):
+        cmd = [sys.executable, *child]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *child]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}")
+    rows = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    if len(rows) != processes:
+        raise RuntimeError(f"expected {processes} reports, got {len(rows)}:\n{run.stdout[-2000:]}")
+    return {"seconds": max(r["seconds"] for r in rows), "cpu_seconds": sum(r["cpu_seconds"] for r in rows)}
+
+
+def data_parallel_rows(device: torch.device, fraction: float) -> list[tuple[str, dict]]:
+    """(label, {k: seconds per epoch, k_cpu: CPU seconds}) for 1 and 2 processes on `device` (see the docstring)."""
+    n = int(round(60_000 * fraction / (2 * DP_BATCH))) * 2 * DP_BATCH  # whole global batches, as many per process
+    if device.type == "cuda":  # torchrun with 1 process: fit's data-parallel path (NCCL) on any machine with a GPU
+        configs = [("1 process, 1 GPU", 1, 1, False), ("torchrun, 1 process, 1 GPU (NCCL)", 1, 1, True)]
+        if torch.cuda.device_count() >= 2:
+            configs.append(("torchrun, 2 processes, 2 GPUs (NCCL)", 2, 1, True))
+    else:
+        total = torch.get_num_threads()
+        half = max(1, total // 2)
+        configs = [(f"1 process x {total} thread{'s' if total > 1 else ''}", 1, total, False),
+                   (f"torchrun, 2 processes x {half} thread{'s' if half > 1 else ''} (gloo)", 2, half, True)]
+    out = []
+    for label, processes, threads, torchrun in configs:
+        row = {}
+        for k in (1, 50):
+            r = data_parallel_epoch(device, k, processes, threads, n, torchrun)
+            row[k], row[f"{k}_cpu"] = r["seconds"] * 60_000 / n, r["cpu_seconds"] * 60_000 / n
+        out.append((label, row))
+    return out
+
+
 def main(argv=None) -> int:
     """`coursekit bench [--quick] [--device D]`: print the speed tables (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="coursekit bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: gvlib.get_device())")
     parser.add_argument("--quick", action="store_true",
                         help="time 100 of the 1,000 inputs and a tenth of the epoch, and extrapolate")
+    parser.add_argument("--no-data-parallel", action="store_true", help="skip the 1- and 2-process training rows")
     parser.add_argument("--child", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--fit-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _estimate_child(*args.child)
         return 0
+    if args.fit_child:
+        _fit_child(int(args.fit_child[0]), int(args.fit_child[1]), args.fit_child[2])
+        return 0
 
     device = get_device(args.device)
-    n_timed = 100 if args.quick else N_INPUTS
+    cuda = device.type == "cuda"
+    n_inputs = CUDA_INPUTS if cuda else N_INPUTS
+    configs = CUDA_CONFIGS if cuda else CONFIGS
+    n_timed = n_inputs // 10 if args.quick else n_inputs
     n_ref = 3 if args.quick else 10
     tuned = all(os.environ.get(k) == v for k, v in MALLOC_TUNED.items())
     print(f"coursekit bench on {device} ({torch.__version__}, {torch.get_num_threads()} threads; training rows "
           f"with malloc {'as the Makefile sets it' if tuned else 'as glibc comes'})"
           f"{' --quick' if args.quick else ''}")
-    model, x = _model_and_data(device, N_INPUTS)
+    model, x = _model_and_data(device, n_inputs)
+    what = f"{n_inputs:,} random binary inputs"
+    if cuda:
+        x, what = test_images(device, n_inputs)
+        print(f"GPU: {torch.cuda.get_device_name(device)}, {torch.cuda.device_count()} visible; TF32 matmul "
+              f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}")
     macs = decoder_macs(model)
-    flops = 2 * macs * K * N_INPUTS
-    rate = matmul_gflops(device)
+    flops = 2 * macs * K * n_inputs
+    mm_n = 8192 if cuda else 4096
+    rate = matmul_gflops(device, n=mm_n)
     cpu_rate = matmul_gflops(device, cpu_time=True) if device.type == "cpu" else None
     floor_s = flops / (rate * 1e9)
-    print(f"float32 matmul 4096^2: {rate:.1f} GFLOP/s; decoder {macs:,} multiply-adds per sample, "
-          f"k x inputs = {K} x {N_INPUTS}: {flops / 1e12:.2f} TFLOP")
+    print(f"float32 matmul {mm_n}^2: {rate:.1f} GFLOP/s; decoder {macs:,} multiply-adds per sample, "
+          f"k x inputs = {K} x {n_inputs}: {flops / 1e12:.2f} TFLOP")
     print()
-    print(f"estimate_log_likelihood, k={K}, {N_INPUTS} inputs"
-          + (f" (timed on {n_timed}, scaled x{N_INPUTS // n_timed})" if n_timed < N_INPUTS else ""))
+    print(f"estimate_log_likelihood, k={K}, {what}"
+          + (f" (timed on {n_timed}, scaled x{n_inputs // n_timed})" if n_timed < n_inputs else ""))
     print("| method | seconds | inputs/s | peak memory | decoder GFLOP/s | vs matmul | vs matmul, CPU time |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows = []
     mallocs = ("default", "untouched") if device.type == "cpu" and os.path.exists("/proc/self/clear_refs") else (None,)
-    for chunk, bs in CONFIGS:
+    for chunk, bs in configs:
         for malloc in mallocs:
-            rate_before = matmul_gflops(device, repeats=3)
-            dt, mem, cpu_s = time_and_memory(device, chunk, bs, n_timed, malloc or "default")
-            rate_after = matmul_gflops(device, repeats=3)
-            dt *= N_INPUTS / n_timed
+            rate_before = matmul_gflops(device, n=mm_n, repeats=3)
+            dt, mem, cpu_s = (time_and_memory(device, chunk, bs, n_timed, malloc or "default") if not cuda
+                              else _time_on(model, x[:n_timed], chunk, bs, device))
+            rate_after = matmul_gflops(device, n=mm_n, repeats=3)
+            dt *= n_inputs / n_timed
             mm = max(rate, rate_before, rate_after)  # the fastest the machine did in this run: a conservative ratio
             achieved = flops / dt / 1e9
             cpu_ratio = None
             if cpu_s:
-                cpu_ratio = flops / (cpu_s * N_INPUTS / n_timed) / 1e9 / cpu_rate
+                cpu_ratio = flops / (cpu_s * n_inputs / n_timed) / 1e9 / cpu_rate
             label = f"library, chunk={chunk} x batch_size={bs}" + (", malloc as glibc comes" if malloc == "untouched" else "")
             rows.append((label, dt, mem, achieved, achieved / mm, cpu_ratio))
     ref_dt, _ = _timed(lambda: reference_log_likelihood(model, x[:n_ref]), device)
-    ref_dt *= N_INPUTS / n_ref
+    ref_dt *= n_inputs / n_ref
     rows.append((f"reference: loop over inputs, encoder per sample (timed on {n_ref}, extrapolated)",
                  ref_dt, None, flops / ref_dt / 1e9, flops / ref_dt / 1e9 / rate, None))
     rows.append(("floor: decoder FLOPs / matmul rate", floor_s, None, rate, 1.0, None))
     for name, dt, mem, achieved, ratio, cpu_ratio in rows:
         mem_s = "-" if mem is None else f"{mem:.0f} MiB"
         cpu_s = "-" if cpu_ratio is None else f"{cpu_ratio:.2f}"
-        print(f"| {name} | {dt:.1f} | {N_INPUTS / dt:.1f} | {mem_s} | {achieved:.1f} | {ratio:.2f} | {cpu_s} |")
+        print(f"| {name} | {dt:.1f} | {n_inputs / dt:.1f} | {mem_s} | {achieved:.1f} | {ratio:.2f} | {cpu_s} |")
     print()
     frac = 0.1 if args.quick else 1.0
     print("one training epoch, 60,000 inputs of 784, batch 100, Adam, loss -L_k"
@@ -236,6 +348,14 @@ def main(argv=None) -> int:
     for k in (1, 50):
         print(f"| {k} | {train_epoch_seconds(device, k, fraction=frac):.1f} |")
     print()
+    if not args.no_data_parallel:
+        print("one training epoch through gvlib.train.fit, 1 and 2 processes (torchrun), 60,000 inputs of 784, global "
+              f"batch {DP_BATCH}, Adam, loss -L_k" + (" (a tenth of the epoch timed, scaled x10)" if args.quick else ""))
+        print("| processes | k=1 s/epoch | k=50 s/epoch | k=1 CPU s | k=50 CPU s |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for label, row in data_parallel_rows(device, frac):
+            print(f"| {label} | {row[1]:.1f} | {row[50]:.1f} | {row['1_cpu']:.1f} | {row['50_cpu']:.1f} |")
+        print()
     print("peak memory: " + ("torch.cuda.max_memory_allocated above the allocation before the call"
                              if device.type == "cuda" else
                              "growth of the peak RSS (VmHWM) during the timed call, each row in a fresh process"

@@ -41,11 +41,13 @@ def _mps_available() -> bool:
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """The device notebooks compute on: `prefer`, else $GVLIB_DEVICE, else cuda, mps, cpu in that order."""
+    """The device notebooks compute on: `prefer`, else $GVLIB_DEVICE, else cuda (GPU $LOCAL_RANK under torchrun), mps, cpu."""
     choice = prefer if prefer is not None else os.environ.get("GVLIB_DEVICE") or None
     if choice is None:
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            # under torchrun each process has its own GPU, number $LOCAL_RANK (when several are visible)
+            local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+            return torch.device("cuda", local) if torch.cuda.device_count() > 1 else torch.device("cuda")
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")

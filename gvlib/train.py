@@ -5,9 +5,14 @@
 `loss_fn(model, batch)` gets the tuple of tensors a `gvlib.data.loader` yields (use `batch[0]`) and returns
 a scalar tensor, or a dict of scalars with key "loss" plus extra terms to log ({"loss": -elbo, "rec": ..., "kl": ...}).
 Batches are moved to the device of the model's parameters; nothing here assumes cpu or cuda.
+
+The same script runs data-parallel under PyTorch's launcher, `torchrun --nproc_per_node N script.py`: fit then
+wraps the model in DistributedDataParallel (NCCL on GPUs, gloo on CPUs), every process trains on its share of
+each batch, and only rank 0 writes checkpoints and shows progress (see `fit`).
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import json
@@ -318,25 +323,38 @@ def _split_loss(out, split, epoch, i):
     return loss.reshape(()), terms
 
 
-def _run_epoch(model, loss_fn, batches, device, optimizer, epoch, split, before_step=None):
-    """One pass: mean loss and terms over examples (batch values weighted by batch size); steps when optimizer."""
+def _n_rows(batch) -> int:
+    return batch[0].shape[0] if isinstance(batch[0], torch.Tensor) and batch[0].dim() > 0 else 1
+
+
+def _run_epoch(forward, batches, device, optimizer, epoch, split, before_step=None, dp=None):
+    """One pass of forward(batch) -> loss_fn's output: mean loss and terms over examples (batch values weighted by
+    batch size); steps when optimizer. Under torchrun (`dp`) this process computes on its share of each batch, the
+    sums run over all processes, and the loss is weighted so that the averaged gradient is the whole batch's."""
     total, count, sums = 0.0, 0, {}
     n_batches = len(batches) if hasattr(batches, "__len__") else "?"
     for i, batch in enumerate(batches, start=1):
-        batch = _to_device(batch, device)
-        loss, terms = _split_loss(loss_fn(model, batch), split, epoch, i)
-        value = loss.item()
-        if not math.isfinite(value):
+        if dp is None:
+            batch = _to_device(batch, device)
+            n = n_mine = _n_rows(batch)
+            weight = 1.0
+        else:
+            batch = _to_device(batch, None)
+            n = _n_rows(batch)
+            mine, weight, n_mine = dp.shard(batch)
+            batch = _to_device(mine, device)
+        loss, terms = _split_loss(forward(batch), split, epoch, i)
+        value = loss.item() if dp is None else dp.sum([loss.item() * n_mine])[0] / n
+        if not math.isfinite(value):  # the same on every process: all of them stop here
             raise FloatingPointError(
                 f"the {split} loss is {value} at epoch {epoch}, batch {i} of {n_batches}; training stopped "
                 + ("before this step, so the model holds the weights from before this batch. "
                    if optimizer is not None else "during validation. ")
                 + "Usual causes: a learning rate too high, log of 0 (compute in log-space, from logits), "
                 "exp of a large log-variance; try a lower lr")
-        n = batch[0].shape[0] if isinstance(batch[0], torch.Tensor) and batch[0].dim() > 0 else 1
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if weight == 1.0 else loss * weight).backward()
             if before_step is not None:
                 before_step()
             optimizer.step()
@@ -344,9 +362,11 @@ def _run_epoch(model, loss_fn, batches, device, optimizer, epoch, split, before_
         count += n
         for k, v in terms.items():
             v = v.detach().reshape(()) if isinstance(v, torch.Tensor) else float(v)
-            sums[k] = sums.get(k, 0.0) + v * n  # summed where it lives; one .item() per term per epoch
+            sums[k] = sums.get(k, 0.0) + v * n_mine  # summed where it lives; one .item() per term per epoch
     if count == 0:
         raise ValueError(f"the {split} data gave no batches")
+    if dp is not None and sums:
+        sums = dict(zip(sums, dp.sum([float(v) for v in sums.values()])))
     return total / count, {k: float(v) / count for k, v in sums.items()}
 
 
@@ -424,6 +444,137 @@ def _fingerprint_mismatch(saved: dict, now: dict) -> list[str]:
     return [f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
 
 
+# --------------------------------------------------------------------------------------------- data parallel
+def _under_torchrun() -> bool:
+    """True in a process started by torchrun (which sets RANK and WORLD_SIZE), or once a process group exists."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return False
+    return dist.is_initialized() or ("RANK" in os.environ and "WORLD_SIZE" in os.environ)
+
+
+def _rank_device(dev: torch.device) -> torch.device:
+    """This process's device under torchrun: GPU number LOCAL_RANK when the model is on a GPU, else the model's."""
+    if dev.type != "cuda":
+        return dev
+    count, local = torch.cuda.device_count(), int(os.environ.get("LOCAL_RANK", "0"))
+    if count == 1:
+        return torch.device("cuda", 0)  # one visible GPU per process (CUDA_VISIBLE_DEVICES set per process)
+    if local >= count:
+        raise RuntimeError(f"local rank {local} has no GPU of its own: this node has {count}; start at most "
+                           f"{count} processes per node (torchrun --nproc_per_node {count})")
+    return torch.device("cuda", local)
+
+
+def _destroy_process_group() -> None:
+    """At exit, for a process group fit started. First a pause without the GIL: a backend thread that is still
+    letting go of the tensors of the last collective needs it, and once the interpreter shuts down, a thread
+    asking for the GIL ends the process ("terminate called without an active exception", gloo)."""
+    import torch.distributed as dist
+
+    time.sleep(0.2)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class _LossModule(nn.Module):
+    """The model with loss_fn as its forward, so that DistributedDataParallel sees every call loss_fn makes
+    (model.elbo, model.log_weights, ...), not only model.forward."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch):
+        return self.loss_fn(self.model, batch)
+
+
+class _DataParallel:
+    """fit's side of torch.distributed: this process's rank among `size` and the few collectives fit needs.
+
+    Every process walks through the same global batches (the same loader, seed and binarization draws) and
+    computes on its rows, `tensor_split(size)[rank]`; DistributedDataParallel averages the gradients.
+    """
+
+    def __init__(self, device: torch.device):
+        import torch.distributed as dist
+
+        self.dist = dist
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            atexit.register(_destroy_process_group)
+        self.rank, self.size = dist.get_rank(), dist.get_world_size()
+        # fit's own small collectives travel where the backend wants them: on the GPU for NCCL, else on the CPU
+        self.comm_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    def wrap(self, model: nn.Module, loss_fn: Callable, device: torch.device) -> nn.Module:
+        """DistributedDataParallel around (model, loss_fn); building it copies rank 0's weights to every process."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(_LossModule(model, loss_fn),
+                                       device_ids=[device.index] if device.type == "cuda" else None)
+
+    def shard(self, batch: tuple) -> tuple[tuple, float, int]:
+        """(this process's rows of a batch, the weight n_mine * size / n of its mean loss, n_mine)."""
+        n = _n_rows(batch)
+        mine = tuple(t.tensor_split(self.size)[self.rank] if isinstance(t, torch.Tensor) and t.dim() > 0 else t
+                     for t in batch)
+        n_mine = _n_rows(mine)
+        if n_mine == 0:  # fewer rows than processes: this one must still take part in the gradient sync,
+            # so it computes on row 0 with weight 0
+            return tuple(t[:1] if isinstance(t, torch.Tensor) and t.dim() > 0 else t for t in batch), 0.0, 0
+        return mine, n_mine * self.size / n, n_mine
+
+    def sum(self, values: list[float]) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=self.comm_device)
+        self.dist.all_reduce(t)
+        return t.tolist()
+
+    def any(self, flag) -> bool:
+        return self.sum([1.0 if flag else 0.0])[0] > 0
+
+    def share(self, obj):
+        """rank 0's `obj` (anything picklable) on every process."""
+        box = [obj if self.rank == 0 else None]
+        self.dist.broadcast_object_list(box, src=0, device=self.comm_device)
+        return box[0]
+
+    def gather(self, obj) -> list:
+        """[obj of rank 0, obj of rank 1, ...] (anything picklable) on every process."""
+        out = [None] * self.size
+        self.dist.all_gather_object(out, obj)
+        return out
+
+    def start_streams(self, state: dict | None, device, batches) -> None:
+        """The random streams of a (resumed) run: rank 0's loader stream everywhere (the same batches and
+        binarization draws), and a global stream of each process's own (its own sampling noise)."""
+        saved = (state or {}).get("rng_ranks")
+        if saved is not None and len(saved) == self.size:
+            _set_rng_state(saved[self.rank], device, batches)  # resumed with as many processes: exactly
+            return
+        _set_rng_state(state["rng"] if state else self.share(_rng_state(device, batches)), device, batches)
+        if self.rank > 0:  # rank 0 keeps the stream a single process would have; the others branch off it
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,))) + self.rank)
+
+
+def _resume_point(model, path: Path, map_device, fp: dict) -> dict | None:
+    """The fit state of the checkpoint at `path`, its weights loaded into `model`; None when there is none yet."""
+    if not path.exists():
+        return None
+    state = _read(path, map_device)[2].get("fit_state")
+    if state is None:
+        raise CheckpointError(f"{path} was written by save(), not by fit(checkpoint=...): it has no "
+                              "optimizer state or history to resume from; pass another checkpoint path")
+    differs = _fingerprint_mismatch(state.get("fingerprint") or {}, fp)
+    if differs:
+        raise CheckpointError(f"{path} was written by a run with other settings, so it cannot be resumed here: "
+                              + "; ".join(differs) + ". Resume with the same settings, or use a fresh checkpoint path")
+    load(model, path)
+    return state
+
+
 def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int = 100, lr: float = 1e-3,
         valid=None, optimizer=None, schedule: Callable[[int], float] | None = None, schedule_every: str = "epoch",
         dynamic_binarize: bool = False, seed: int | None = None, progress: bool | None = None, checkpoint=None,
@@ -446,6 +597,18 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
     device: move the model there first; batches follow the model. progress: a tqdm bar over epochs; None shows
     it in a terminal or Jupyter unless GVLIB_QUIET=1. A NaN/inf loss raises FloatingPointError naming the epoch
     and batch. Returns the History, with the model in eval mode.
+
+    Under torchrun (`torchrun --nproc_per_node N script.py`, the same script unchanged) fit trains data-parallel:
+    it starts the process group (NCCL when the model is on a GPU, each process on GPU number $LOCAL_RANK; gloo
+    on CPUs) unless one exists, wraps (model, loss_fn) in DistributedDataParallel, and each process computes
+    on its rows of every batch of `batch_size` (the global batch: the same batches as one process, split N ways),
+    with its mean loss weighted so that the averaged gradient is the whole batch's. The same seed then gives the
+    same parameters with any N, up to the order of floating-point sums, as long as loss_fn draws no random
+    numbers (the loader's order and binarization are the same everywhere; a sampling loss draws each process's
+    noise from its own stream) and the model has no batch statistics. Every trainable parameter must get a
+    gradient at every step (DistributedDataParallel's rule). Reported losses are over all processes;
+    callback runs on every process (the run stops when it returns True on any); only rank 0 shows progress and
+    writes the checkpoint, which resumes with any N.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"fit trains an nn.Module, got {type(model).__name__}")
@@ -462,6 +625,13 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
     dev = _model_device(model)
     if dev is None or not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
+    dp = None  # data parallel under torchrun: one process per GPU (or per CPU share), each on its rows of every batch
+    if _under_torchrun():
+        dev = _rank_device(dev)
+        model.to(dev)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dp = _DataParallel(dev)
     batches = _as_batches(data, batch_size, True, dynamic_binarize, seed, "data")
     valid_batches = None if valid is None else _as_batches(valid, batch_size, False, False, 0, "valid")
     opt = _make_optimizer(optimizer, model, lr)
@@ -472,26 +642,38 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
     history = History(valid=[] if valid is not None else None)
     start, steps = 0, 0
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.exists():
-        state = _read(path, dev)[2].get("fit_state")
-        if state is None:
-            raise CheckpointError(f"{path} was written by save(), not by fit(checkpoint=...): it has no "
-                                  "optimizer state or history to resume from; pass another checkpoint path")
-        differs = _fingerprint_mismatch(state.get("fingerprint") or {}, fp)
-        if differs:
-            raise CheckpointError(f"{path} was written by a run with other settings, so it cannot be resumed here: "
-                                  + "; ".join(differs) + ". Resume with the same settings, or use a fresh checkpoint path")
-        load(model, path)
+    if dp is None:
+        state = _resume_point(model, path, dev, fp) if path is not None else None
+    else:  # rank 0 reads the checkpoint (onto the CPU) and shares its state, or its failure, with the others
+        state = error = None
+        try:
+            state = _resume_point(model, path, torch.device("cpu"), fp) if path is not None and dp.rank == 0 else None
+        except Exception as e:  # noqa: BLE001 - every process must learn of it, or the others wait for ever
+            error, state = e, CheckpointError(f"rank 0 could not resume from {path}: {type(e).__name__}: {e}")
+        state = dp.share(state)
+        if isinstance(state, CheckpointError):
+            raise error or state
+    if state is not None:
         opt.load_state_dict(state["optimizer"])
         history = History(**state["history"])
         start, steps = state["epoch"], state.get("steps", 0)
-        _set_rng_state(state["rng"], dev, batches)
+        if dp is None:
+            _set_rng_state(state["rng"], dev, batches)
+    evaluate = lambda batch: loss_fn(model, batch)  # noqa: E731
+    forward = evaluate
+    if dp is not None:
+        dp.start_streams(state, dev, batches)
+        forward = dp.wrap(model, loss_fn, dev)  # rank 0's weights (fresh or resumed) on every process
 
     def write_checkpoint(epoch_done):
         if path is not None:
+            rng = _rng_state(dev, batches)
             fit_state = {"epoch": epoch_done, "steps": steps, "optimizer": opt.state_dict(),
-                         "history": history.as_dict(), "rng": _rng_state(dev, batches), "fingerprint": fp}
-            save(model, path, fit_state=fit_state)
+                         "history": history.as_dict(), "rng": rng, "fingerprint": fp}
+            if dp is not None:
+                fit_state["rng_ranks"] = dp.gather(rng)  # every process's streams, so a resumed run goes on exactly
+            if dp is None or dp.rank == 0:
+                save(model, path, fit_state=fit_state)
 
     def step_hook():
         nonlocal steps
@@ -501,7 +683,8 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=epochs, initial=min(start, epochs), disable=not _show_progress(progress),
+    quiet = not _show_progress(progress) or (dp is not None and dp.rank > 0)
+    bar = tqdm(total=epochs, initial=min(start, epochs), disable=quiet,
                desc=f"fit {type(model).__name__}", unit="epoch", leave=True)
     try:
         for epoch in range(start, epochs):
@@ -511,8 +694,8 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
                 _apply_schedule(opt, schedule, epoch)
             model.train()
             t0 = time.perf_counter()
-            train_loss, train_terms = _run_epoch(model, loss_fn, batches, dev, opt, epoch + 1, "training",
-                                                 before_step=step_hook)
+            train_loss, train_terms = _run_epoch(forward, batches, dev, opt, epoch + 1, "training",
+                                                 before_step=step_hook, dp=dp)
             history.epoch.append(epoch + 1)
             history.train.append(train_loss)
             history.time.append(time.perf_counter() - t0)
@@ -523,18 +706,22 @@ def fit(model: nn.Module, loss_fn: Callable, data, epochs: int, batch_size: int 
             if valid_batches is not None:
                 model.eval()
                 with torch.no_grad():
-                    valid_loss, valid_terms = _run_epoch(model, loss_fn, valid_batches, dev, None, epoch + 1,
-                                                         "validation")
+                    valid_loss, valid_terms = _run_epoch(evaluate, valid_batches, dev, None, epoch + 1,
+                                                         "validation", dp=dp)
                 history.valid.append(valid_loss)
                 for k, v in valid_terms.items():
                     history.valid_terms.setdefault(k, []).append(v)
                 postfix["valid"] = f"{valid_loss:.4g}"
-            if callback is not None and callback(epoch + 1, model, history):
-                history.stopped_early = True
+            if callback is not None:
+                stop = callback(epoch + 1, model, history)
+                if stop if dp is None else dp.any(stop):  # under torchrun: when it says so on any process
+                    history.stopped_early = True
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             write_checkpoint(epoch + 1)
     finally:
         bar.close()
     model.eval()
+    if dp is not None and path is not None:
+        dp.dist.barrier()  # rank 0's last checkpoint is written when fit returns on every process
     return history

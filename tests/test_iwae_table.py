@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import gvlib
 from gvlib.experiments import iwae_table
 from gvlib.experiments.iwae_table import main
 
@@ -27,7 +28,8 @@ def test_tiny_run_writes_json_and_markdown(tmp_path, capsys):
         ["L1_k1_vae_iwae", "L1_k2_vae", "L1_k2_iwae", "L2_k1_vae_iwae", "L2_k2_vae", "L2_k2_iwae"])
     assert [(r["layers"], r["k"]) for r in table["rows"]] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     for m in table["models"]:
-        assert m["nll"] > 0 and len(m["active"]) == m["layers"] and m["seed"] == 0 and m["device"] == "cpu"
+        assert m["nll"] > 0 and len(m["active"]) == m["layers"] and m["seed"] == 0
+        assert m["device"] == str(gvlib.get_device())  # cuda on a machine with a GPU
         assert m["train_seconds"] >= 0 and m["eval_seconds"] >= 0
     k1 = table["rows"][0]
     paper_k1 = iwae_table.PAPER_TABLE1[(1, 1)]["vae"][0]
@@ -179,3 +181,116 @@ def test_stored_tables_reads_the_repositorys_results(tmp_path):
     assert [(p.name, t["command"]) for p, t in iwae_table.stored_tables(tmp_path)] == [("iwae_table_toy.json", "x")]
     shipped = iwae_table.stored_tables(REPO / "results")  # the committed tables, each with its command and hardware
     assert shipped and all("command" in t and "hardware" in t and t["rows"] for _, t in shipped)
+
+
+# ------------------------------------------------------------------------------------------------ one model per job
+JOB = ["--dataset", "digits", "--k", "1", "2", "--layers", "1", *TINY]
+
+
+def test_only_argument_and_select_models():
+    assert iwae_table.only_argument("7") == 7
+    assert iwae_table.only_argument("layers=2, k=50,objective=iwae") == {"layers": 2, "k": 50, "objective": "iwae"}
+    for bad in ("layers", "k=", "=3", ","):
+        with pytest.raises(ValueError, match="--only"):
+            iwae_table.only_argument(bad)
+    specs = iwae_table.model_specs([1, 5], [1, 2])
+    assert [s["name"] for s in iwae_table.select_models(specs, {"layers": 2, "k": 5, "objective": "iwae"})] == [
+        "L2_k5_iwae"]
+    # the k = 1 model is the VAE and the IWAE: either objective picks it
+    assert [s["name"] for s in iwae_table.select_models(specs, {"layers": 1, "k": 1, "objective": "vae"})] == [
+        "L1_k1_vae_iwae"]
+    assert len(iwae_table.select_models(specs, {"layers": 2})) == 3  # a partial key picks several
+    assert iwae_table.select_models(specs, 3) == [specs[3]]
+    with pytest.raises(ValueError, match="there are 6 models, 0 to 5"):
+        iwae_table.select_models(specs, 6)
+    with pytest.raises(ValueError, match="unknown key seeds; a model is picked by k, layers, objective"):
+        iwae_table.select_models(specs, {"seeds": 1})
+    with pytest.raises(ValueError, match="picks none of the 6 models"):
+        iwae_table.select_models(specs, {"k": 50})
+
+
+def test_list_prints_one_job_per_line(capsys):
+    assert main([*JOB, "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["0\t--only layers=1,k=1,objective=vae=iwae\tL1_k1_vae_iwae",
+                     "1\t--only layers=1,k=2,objective=vae\tL1_k2_vae",
+                     "2\t--only layers=1,k=2,objective=iwae\tL1_k2_iwae"]
+
+
+def test_jobs_then_collect_give_the_table_of_one_run(tmp_path, capsys):
+    assert main([*JOB, "--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "table.json").read_text())
+    # three jobs, as a job array would run them: each writes its own part and no table
+    for index in range(3):
+        assert main([*JOB, "--out", str(tmp_path / "jobs"), "--only", str(index)]) == 0
+    assert sorted(p.name for p in (tmp_path / "jobs" / "models").iterdir()) == [
+        "L1_k1_vae_iwae.json", "L1_k2_iwae.json", "L1_k2_vae.json"]
+    assert not (tmp_path / "jobs" / "table.json").exists()
+    part = json.loads((tmp_path / "jobs" / "models" / "L1_k2_iwae.json").read_text())
+    assert part["settings"]["eval_k"] == 10 and part["hardware"]["device"] == str(gvlib.get_device())
+    assert main([*JOB, "--out", str(tmp_path / "jobs"), "--collect"]) == 0
+    collected = json.loads((tmp_path / "jobs" / "table.json").read_text())
+    assert collected["rows"] == whole["rows"]  # the same models, trained from the same seed: the same numbers
+    assert "| 1 | 2 |" in (tmp_path / "jobs" / "table.md").read_text()
+    assert "VAE NLL" in capsys.readouterr().out
+
+
+def test_collect_gathers_parts_from_other_machines_folders(tmp_path):
+    # two machines, each with its own --out; the table is assembled in a third folder
+    assert main([*JOB, "--out", str(tmp_path / "a"), "--only", "layers=1,k=1"]) == 0
+    assert main([*JOB, "--out", str(tmp_path / "b"), "--only", "k=2"]) == 0  # two models in one job
+    assert main([*JOB, "--out", str(tmp_path / "t"), "--collect", str(tmp_path / "a"),
+                 str(tmp_path / "b" / "models")]) == 0
+    table = json.loads((tmp_path / "t" / "table.json").read_text())
+    assert [m["name"] for m in table["models"]] == ["L1_k1_vae_iwae", "L1_k2_vae", "L1_k2_iwae"]
+    assert len(list((tmp_path / "t" / "models").glob("*.json"))) == 3  # copied in, so --collect works again
+    assert table["trained_on"] and "Trained on" not in (tmp_path / "t" / "table.md").read_text()  # all here
+
+
+def test_collect_refuses_parts_made_with_other_settings(tmp_path, capsys):
+    assert main([*JOB, "--out", str(tmp_path / "a"), "--only", "0"]) == 0
+    other = list(JOB)
+    other[other.index("--eval-k") + 1] = "20"
+    assert main([*other, "--out", str(tmp_path / "b"), "--only", "1"]) == 0
+    assert main([*JOB, "--out", str(tmp_path / "b2"), "--only", "2"]) == 0
+    capsys.readouterr()
+    rc = main([*JOB, "--out", str(tmp_path / "t"), "--collect", str(tmp_path / "a"), str(tmp_path / "b"),
+               str(tmp_path / "b2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "L1_k2_vae) was made with other settings: eval_k: 20 there, 10 here" in err
+    assert not (tmp_path / "t" / "table.json").exists()
+
+
+def test_collect_names_the_missing_models_and_their_jobs(tmp_path, capsys):
+    assert main([*JOB, "--out", str(tmp_path / "run"), "--only", "1"]) == 0
+    capsys.readouterr()
+    assert main([*JOB, "--out", str(tmp_path / "run"), "--collect"]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 3 models have no part yet" in err
+    assert "L1_k1_vae_iwae (--only layers=1,k=1,objective=vae=iwae)" in err and "L1_k2_iwae" in err
+    assert not (tmp_path / "run" / "table.json").exists()
+
+
+def test_collect_refuses_two_different_parts_of_one_model(tmp_path, capsys):
+    assert main([*JOB, "--out", str(tmp_path / "a"), "--only", "0"]) == 0
+    part = json.loads((tmp_path / "a" / "models" / "L1_k1_vae_iwae.json").read_text())
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "L1_k1_vae_iwae.json").write_text(json.dumps({**part, "nll": part["nll"] + 1}))
+    capsys.readouterr()
+    assert main([*JOB, "--out", str(tmp_path / "t"), "--collect", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert "two different parts for L1_k1_vae_iwae" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["--only", "3"], {}, "there are 3 models, 0 to 2"),
+    (["--only", "objective=gan"], {}, "picks none of the 3 models"),
+    (["--only", "0", "--collect"], {}, "separate steps"),
+    ([], {"WORLD_SIZE": "2"}, "one --only job per GPU"),
+])
+def test_job_arguments_that_cannot_work_exit_with_a_clear_message(tmp_path, capsys, monkeypatch, argv, env, message):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SystemExit) as e:
+        main([*JOB, "--out", str(tmp_path / "x"), *argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -15,6 +15,12 @@ per layer (Cov_x E_q[h | x] > 0.01). Writes into --out:
 - ``table.json`` and ``table.md``: our numbers beside the paper's, with the command, the settings, the
   hardware, each model's seed, device and wall times.
 
+One model per process or machine (a cluster's job array, one GPU each): ``--only N`` (the N-th line of
+``--list``) or ``--only layers=2,k=50,objective=iwae`` trains and scores only that model and writes only its
+``models/<model>.json`` (with the settings it was made with and its hardware); ``--collect [FOLDER ...]`` then
+builds the table from the parts in --out (and those in the FOLDERs, copied in), trains nothing, and refuses parts
+made with other settings or a table with parts missing. The README has a Slurm recipe.
+
 Schedule. The paper trains for 3,280 epochs with Adam (lr 1e-3, betas 0.9/0.999, eps 1e-4, batch 20): 8
 stages of 3^i epochs, i = 0..7, at lr 1e-3 * 10^(-i/7). ``--schedule paper`` (the default) keeps these
 proportions but lays them over the *optimisation steps* of an --epochs run (stage i ends after
@@ -46,7 +52,7 @@ import torch
 from gvlib._files import atomic_write
 
 __all__ = ["PAPER_TABLE1", "PAPER_FIXED_BINARIZATION", "DATASETS", "model_specs", "run", "main",
-           "markdown_table", "ConfigMismatchError"]
+           "markdown_table", "ConfigMismatchError", "PartsError", "select_models", "only_argument", "collect"]
 
 DATASETS = ("binarized_mnist", "mnist", "digits")
 
@@ -78,6 +84,10 @@ _SETTINGS_THAT_MUST_MATCH = ("dataset", "epochs", "batch_size", "lr", "schedule"
 
 class ConfigMismatchError(RuntimeError):
     """--out holds a run made with other settings."""
+
+
+class PartsError(RuntimeError):
+    """--collect found parts made with other settings, or not every model of the table."""
 
 
 # ------------------------------------------------------------------------------------------------ data, models
@@ -252,8 +262,13 @@ def _write_json(path: Path, obj) -> None:
 def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2), out="runs/iwae_table",
         data_root=None, device=None, eval_k: int = 5000, eval_n: int | None = None, limit: int | None = None,
         batch_size: int = 20, lr: float = 1e-3, schedule: str = "paper", seed: int = 0, progress: bool | None = None,
-        download: bool = True, command: str | None = None, log=print) -> dict:
-    """Train and score the models of Table 1 (skipping finished ones in `out`); returns the table.json dict."""
+        download: bool = True, command: str | None = None, log=print, only=None, collect_from=None) -> dict:
+    """Train and score the models of Table 1 (skipping finished ones in `out`); returns the table.json dict.
+
+    only: train and score only the models `select_models` picks (an index or {"layers": 2, "k": 50, ...}), write
+    their parts and no table; returns {"models": [...], "settings": ...}. collect_from: a list of folders or part
+    files (may be empty): build the table from the parts (see `collect`), training nothing.
+    """
     from gvlib import get_device, seed_everything
     from gvlib.train import IWAE_ADAM, fit
 
@@ -281,6 +296,10 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
     x_dim = x_train.shape[1]
     steps_per_epoch = math.ceil(x_train.shape[0] / batch_size)
     specs = model_specs(ks, layers)
+    if only is not None:
+        specs = select_models(specs, only)
+    if collect_from is not None:
+        _gather_parts(out, collect_from, specs, _part_settings(settings), log)
     log(f"iwae_table: {len(specs)} models on {dataset} ({x_train.shape[0]} training rows, {x_test.shape[0]} test rows, "
         f"{'dynamic' if dynamic else 'fixed'} binarization), {epochs} epochs of {steps_per_epoch} steps, device {device}")
     results = []
@@ -314,11 +333,16 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
                   "train_seconds": round(train_s, 2), "train_seconds_all_epochs": round(sum(history.time), 2),
                   "eval_seconds": round(eval_s, 2), "resumed": resumed, "device": str(device),
                   "n_params": sum(p.numel() for p in model.parameters()),
-                  "finished": datetime.datetime.now().isoformat(timespec="seconds")}
+                  "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+                  "settings": _part_settings(settings), "hardware": hardware(device)}
         _write_json(result_path, result)
         results.append(result)
         log(f"  {spec['name']}: NLL {nll:.2f}, active {result['active_str']}, train {train_s:.0f} s, eval {eval_s:.0f} s")
 
+    if only is not None:  # one job of several: its parts are written, the table is --collect's
+        log(f"iwae_table: wrote {', '.join(str(out / 'models' / (s['name'] + '.json')) for s in specs)}; "
+            "build the table with --collect once every model is done")
+        return {"models": results, "settings": settings}
     rows = table_rows(results, dataset)
     table = {
         "command": command,
@@ -334,6 +358,7 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
         "seconds_this_call": round(time.perf_counter() - t_start, 1),
         "train_seconds_total": round(sum(r["train_seconds_all_epochs"] for r in results), 1),
         "eval_seconds_total": round(sum(r["eval_seconds"] for r in results), 1),
+        "trained_on": _trained_on(results),
     }
     _write_json(out / "table.json", table)
     md = [f"# IWAE table on {dataset}", "",
@@ -348,6 +373,9 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
           + (f" ({table['hardware']['gpu']})" if "gpu" in table["hardware"] else "") + f", torch {torch.__version__}.",
           f"Wall time: training {table['train_seconds_total']:.0f} s, evaluation {table['eval_seconds_total']:.0f} s "
           "(summed over models; per model in table.json).", ""]
+    if len(table["trained_on"]) > 1 or (table["trained_on"] and table["trained_on"][0] != _machine(table["hardware"])):
+        md[-1:] = [f"Trained on: {'; '.join(table['trained_on'])} (the hardware line is the machine that built the "
+                   "table from the parts).", ""]
     md_text = "\n".join(md).encode()
     atomic_write(out / "table.md", lambda f: f.write(md_text))
     return table
@@ -381,6 +409,137 @@ def _check_run_args(dataset, epochs, ks, layers, eval_k, eval_n, limit, batch_si
         raise ValueError(f"schedule must be 'paper' or 'constant', got {schedule!r}")
 
 
+# ------------------------------------------------------------------------------------------------ one model per job
+def only_argument(text: str):
+    """--only's value: an index "7" -> 7, or "layers=2,k=50,objective=iwae" -> {"layers": 2, "k": 50, "objective": "iwae"}."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    only = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ValueError(f"--only {text!r}: expected an index (a line of --list) or key=value pairs such as "
+                             "layers=2,k=50,objective=iwae")
+        value = value.strip()
+        only[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    if not only:
+        raise ValueError("--only needs an index or key=value pairs, e.g. --only layers=2,k=50,objective=iwae")
+    return only
+
+
+def _only_text(spec: dict) -> str:
+    """The --only value that picks exactly this model."""
+    keys = [k for k in spec if k != "name"]
+    return ",".join(f"{k}={spec[k]}" for k in keys)
+
+
+def _matches(spec: dict, key: str, value) -> bool:
+    if key == "objective" and spec["objective"] == "vae=iwae":
+        return value in ("vae", "iwae", "vae=iwae")  # the k = 1 model is both
+    return str(spec[key]) == str(value)
+
+
+def select_models(specs: list[dict], only) -> list[dict]:
+    """The models `only` picks: specs[only] for an int, else those whose every key=value matches (at least one)."""
+    listing = "; ".join(f"{i}: {_only_text(s)}" for i, s in enumerate(specs))
+    if isinstance(only, int):
+        if not 0 <= only < len(specs):
+            raise ValueError(f"--only {only}: there are {len(specs)} models, 0 to {len(specs) - 1} ({listing})")
+        return [specs[only]]
+    keys = sorted({k for s in specs for k in s if k != "name"})
+    unknown = [k for k in only if k not in keys]
+    if unknown:
+        raise ValueError(f"--only: unknown key {', '.join(unknown)}; a model is picked by {', '.join(keys)}")
+    picked = [s for s in specs if all(_matches(s, k, v) for k, v in only.items())]
+    if not picked:
+        raise ValueError(f"--only {_only_text(only)} picks none of the {len(specs)} models ({listing})")
+    return picked
+
+
+def _part_settings(settings: dict) -> dict:
+    """What a part must share with the table it joins."""
+    return {k: settings[k] for k in _SETTINGS_THAT_MUST_MATCH}
+
+
+def _read_parts(sources) -> list[tuple[Path, dict]]:
+    """(path, part) for every part in the folders (a run's --out or its models/) and files named."""
+    found = []
+    for src in map(Path, sources):
+        if src.is_file():
+            files = [src]
+        elif (src / "models").is_dir():
+            files = sorted((src / "models").glob("*.json"))
+        elif src.is_dir():
+            files = sorted(src.glob("*.json"))
+        else:
+            raise PartsError(f"--collect {src}: no such folder or file")
+        for f in files:
+            try:
+                part = json.loads(f.read_text())
+            except (OSError, ValueError) as e:
+                raise PartsError(f"{f} is not a readable part ({e}); delete it or run its model again") from e
+            if isinstance(part, dict) and "name" in part and "nll" in part:
+                found.append((f, part))
+    return found
+
+
+def _gather_parts(out: Path, sources, specs: list[dict], expected: dict, log) -> None:
+    """Check the parts in out/models and in `sources` against `expected`, copy the new ones into out/models, and
+    raise PartsError unless every model of `specs` has exactly one part made with these settings."""
+    wanted = {s["name"] for s in specs}
+    own = out / "models"
+    parts = {}
+    for path, part in _read_parts([own] if own.is_dir() else []) + _read_parts(sources):
+        if part["name"] not in wanted:
+            log(f"  {path}: {part['name']} is not in this table (other --k or --layers), left out")
+            continue
+        saved = part.get("settings")
+        if saved is None and path.parent != own:  # parts in --out itself are vouched for by its config.json
+            raise PartsError(f"{path} does not say what settings it was made with; make it again with this version")
+        differs = [f"{k}: {saved.get(k)!r} there, {v!r} here" for k, v in expected.items()
+                   if saved is not None and saved.get(k) != v]
+        if differs:
+            raise PartsError(f"{path} ({part['name']}) was made with other settings: {'; '.join(differs)}")
+        if part["name"] in parts and parts[part["name"]][1] != part:
+            raise PartsError(f"two different parts for {part['name']}: {parts[part['name']][0]} and {path}; "
+                             "keep one")
+        parts.setdefault(part["name"], (path, part))
+    missing = [s for s in specs if s["name"] not in parts]
+    if missing:
+        raise PartsError(f"{len(missing)} of {len(specs)} models have no part yet: "
+                         + "; ".join(f"{s['name']} (--only {_only_text(s)})" for s in missing)
+                         + ". Run them, then --collect again")
+    for name, (path, part) in sorted(parts.items()):
+        if path.parent != own:
+            _write_json(own / f"{name}.json", part)
+            log(f"  {name}: part copied from {path}")
+
+
+def collect(out, sources=(), **settings) -> dict:
+    """Build table.json and table.md in `out` from the models' parts, training nothing: run(..., collect_from=sources)."""
+    return run(out=out, collect_from=list(sources), **settings)
+
+
+def _machine(hw: dict) -> str:
+    """One machine in words: the GPU, or the processor (machine type), and the CPU count."""
+    if hw.get("gpu"):
+        return f"{hw['gpu']} ({hw['device']})"
+    return f"{hw.get('processor') or hw.get('machine')}, {hw.get('cpu_count')} CPUs ({hw.get('device')})"
+
+
+def _trained_on(results: list[dict]) -> list[str]:
+    """The distinct machines the models were trained on (parts made before parts recorded it count as here)."""
+    return sorted({_machine(r["hardware"]) for r in results if r.get("hardware")})
+
+
+def _under_torchrun() -> bool:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
 # ------------------------------------------------------------------------------------------------ command line
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -408,6 +567,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every model's initialisation and data order")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading absent data files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--only", default=None, metavar="N|KEY=VALUE,...",
+                   help="train and score one model only (a job of an array) and write its part: the N-th of --list "
+                        "(e.g. $SLURM_ARRAY_TASK_ID) or e.g. layers=2,k=50,objective=iwae")
+    p.add_argument("--collect", nargs="*", default=None, metavar="FOLDER",
+                   help="build the table from the parts in --out and in these folders (runs' --out or their "
+                        "models/), training nothing; refuses parts made with other settings")
+    p.add_argument("--list", action="store_true", help="print the models, one per line, with their --only index")
     return p
 
 
@@ -421,20 +587,35 @@ def main(argv=None) -> int:
     try:
         _check_run_args(args.dataset, args.epochs, args.k, args.layers, args.eval_k, args.eval_n, args.limit,
                         args.batch_size, args.lr, args.schedule)
+        only = None if args.only is None else only_argument(args.only)
+        if only is not None:
+            select_models(model_specs(args.k, args.layers), only)
+        if only is not None and args.collect is not None:
+            raise ValueError("--only (train one model) and --collect (build the table) are separate steps")
+        if _under_torchrun():
+            raise ValueError("the table's models are small (batch 20) and train one per process: start one --only "
+                             "job per GPU (see the README) instead of torchrun")
         from gvlib import get_device
         device = get_device(args.device)
     except (ValueError, RuntimeError) as e:
         parser.error(str(e))
+    if args.list:
+        for i, spec in enumerate(model_specs(args.k, args.layers)):
+            print(f"{i}\t--only {_only_text(spec)}\t{spec['name']}")
+        return 0
     if args.data_root is not None and not Path(args.data_root).is_dir():
         parser.error(f"--data-root {args.data_root} is not a folder (it should hold mnist/ or binarized_mnist/)")
     from gvlib.data import DataError
     try:
         table = run(args.dataset, args.epochs, args.k, args.layers, out, args.data_root, device, args.eval_k,
                     args.eval_n, args.limit, args.batch_size, args.lr, args.schedule, args.seed,
-                    progress=False if args.quiet else None, download=not args.no_download, command=command)
-    except (DataError, ConfigMismatchError) as e:
+                    progress=False if args.quiet else None, download=not args.no_download, command=command,
+                    only=only, collect_from=args.collect)
+    except (DataError, ConfigMismatchError, PartsError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
+    if only is not None:
+        return 0
     print(markdown_table(table["rows"]))
     print(f"wrote {Path(out) / 'table.md'} and {Path(out) / 'table.json'}")
     return 0
