@@ -67,7 +67,9 @@ def kl_normal_std(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag exp(logvar)) || N(0, I)) = 1/2 sum(exp(logvar) + mu^2 - 1 - logvar): (..., d) -> (...)."""
     mu, logvar = _as_tensor("mu", mu), _as_tensor("logvar", logvar)
     _broadcast(mu=mu, logvar=logvar)
-    # expm1 keeps the small-logvar regime accurate: exp(l) - 1 - l with no cancellation of the 1.
+    # exp(l) - 1 - l as expm1(l) - l: expm1 never forms exp(l) ~ 1, so the cancellation of the 1 is gone, but the
+    # final subtraction of l still cancels for |l| << 1: relative error about eps/|l| instead of eps/l^2 (float32,
+    # l = 1e-4: 3e-4 against 2.3 for exp(l) - 1 - l). Reduced, not removed; a Taylor series for small |l| removes it.
     return 0.5 * (torch.expm1(logvar) - logvar + mu.pow(2)).sum(-1)
 
 
@@ -78,7 +80,8 @@ def kl_normal_normal(mu_q: torch.Tensor, logvar_q: torch.Tensor,
     mu_p, logvar_p = _as_tensor("mu_p", mu_p), _as_tensor("logvar_p", logvar_p)
     _broadcast(mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
     diff = logvar_q - logvar_p
-    # exp(diff) - 1 - diff via expm1: exact when q and p are close, no overflow of exp(logvar_q) alone.
+    # exp(diff) - 1 - diff via expm1 (relative error about eps/|diff| when q and p are close, not eps/diff^2), and no
+    # overflow of exp(logvar_q) alone.
     return 0.5 * (torch.expm1(diff) - diff + (mu_q - mu_p).pow(2) * torch.exp(-logvar_p)).sum(-1)
 
 
