@@ -32,7 +32,8 @@ __all__ = [
     "load_digits", "load_mnist", "load_binarized_mnist", "toy_2d", "toy_2d_log_prob", "centre_mask", "paste",
     "loader", "data_root", "DATASETS", "DataError", "DataNotFoundError", "ChecksumError",
     "DIGITS_SPLITS", "MNIST_MD5", "MNIST_MIRRORS", "MNIST_SPLITS", "BINARIZED_MNIST_SHA256",
-    "BINARIZED_MNIST_MIRRORS", "TOY_2D_NAMES", "RING8_MEANS", "RING8_STD", "GRID25_MEANS", "GRID25_STD",
+    "BINARIZED_MNIST_MIRRORS", "TOY_2D_NAMES", "RING8_MEANS", "RING8_STD", "RING8_RADIUS", "GRID25_MEANS", "GRID25_STD",
+    "GRID25_SPACING",
 ]
 
 # --------------------------------------------------------------------------------------------------
@@ -459,14 +460,17 @@ def load_digits(split: str = "train", binarize: str | None = None,
 # --------------------------------------------------------------------------------------------------
 
 TOY_2D_NAMES = ("ring8", "grid25", "moons", "spiral", "checkerboard")
-#: ring8: equal mixture of 8 isotropic Gaussians N(mu_k, RING8_STD^2 I), mu_k on a circle of radius RING8_RADIUS.
+#: ring8: equal mixture of 8 isotropic Gaussians N(mu_k, RING8_STD^2 I), mu_k on a circle of radius RING8_RADIUS
+#: (the mode-collapse benchmark of Metz et al. 2017 and Srivastava et al. 2017: radius 2, sd 0.02).
 RING8_RADIUS = 2.0
-RING8_STD = 0.1
+RING8_STD = 0.02
 RING8_MEANS = tuple((RING8_RADIUS * math.cos(2 * math.pi * k / 8), RING8_RADIUS * math.sin(2 * math.pi * k / 8))
                     for k in range(8))
-#: grid25: equal mixture of 25 isotropic Gaussians N(mu_k, GRID25_STD^2 I), mu_k on the grid {-2, ..., 2}^2.
-GRID25_STD = 0.1
-GRID25_MEANS = tuple((float(i), float(j)) for i in range(-2, 3) for j in range(-2, 3))
+#: grid25: equal mixture of 25 isotropic Gaussians N(mu_k, GRID25_STD^2 I), mu_k on the 5x5 grid of spacing
+#: GRID25_SPACING centred at 0, {-4, -2, 0, 2, 4}^2 (the same papers' grid benchmark).
+GRID25_SPACING = 2.0
+GRID25_STD = 0.02
+GRID25_MEANS = tuple((GRID25_SPACING * i, GRID25_SPACING * j) for i in range(-2, 3) for j in range(-2, 3))
 #: checkerboard: uniform on the 8 "black" squares (side 2) of a 4x4 board on [-4, 4)^2: density 1/32 there.
 CHECKERBOARD_HALF_WIDTH = 4.0
 #: moons: two interleaved half circles (scaled by 2, centred); spiral: two arms t (-cos t, sin t) / 3, t in [0, 3 pi].

@@ -415,15 +415,43 @@ def test_mixture_log_prob_matches_torch_distributions(name, means, std):
     assert data.toy_2d_log_prob(name, x.reshape(20, 30, 2)).shape == (20, 30)
 
 
-@pytest.mark.parametrize("name", ["ring8", "grid25", "checkerboard"])
-def test_toy_log_prob_integrates_to_one(name):
-    # midpoint rule on [-5, 5]^2 with step 0.02: Gaussians of std 0.1 are resolved (error << 1e-6), the
-    # checkerboard's edges fall on cell edges (exact); mass beyond 5 is < 1e-100 for every component
+def test_mixture_constants_are_the_benchmarks():
+    # ring8: 8 modes on the circle of radius 2, sd 0.02; grid25: {-4, -2, 0, 2, 4}^2, sd 0.02 (Srivastava et al. 2017)
+    ring = torch.tensor(data.RING8_MEANS, dtype=torch.float64)
+    assert ring.shape == (8, 2) and data.RING8_STD == 0.02
+    torch.testing.assert_close(ring.norm(dim=1), torch.full((8,), 2.0, dtype=torch.float64))
+    angles = torch.remainder(torch.atan2(ring[:, 1], ring[:, 0]), 2 * math.pi)
+    torch.testing.assert_close(angles.sort().values, torch.arange(8, dtype=torch.float64) * math.pi / 4)
+    grid = {tuple(m) for m in data.GRID25_MEANS}
+    assert data.GRID25_STD == 0.02 and grid == {(2.0 * i, 2.0 * j) for i in range(-2, 3) for j in range(-2, 3)}
+    for name, std in (("ring8", 0.02), ("grid25", 0.02)):  # samples: about 98.9 % within 3 sd of their mode
+        x = data.toy_2d(name, 4000, seed=1).double()
+        means = torch.tensor(data.RING8_MEANS if name == "ring8" else data.GRID25_MEANS, dtype=torch.float64)
+        d = torch.cdist(x, means).min(1).values
+        inside = (d <= 3 * std).double().mean().item()
+        assert abs(inside - (1 - math.exp(-4.5))) < 5 * math.sqrt(0.011 * 0.989 / 4000), inside
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_mixture_log_prob_integrates_to_one(name):
+    # midpoint rule on a box of +-10 sd around each mode (the mass outside all boxes is below exp(-50)); the boxes
+    # do not overlap (modes are >= 1.5 apart), and step sd/8 resolves each Gaussian (error << 1e-6)
+    means, std = (data.RING8_MEANS, data.RING8_STD) if name == "ring8" else (data.GRID25_MEANS, data.GRID25_STD)
+    step = std / 8
+    t = torch.arange(-10 * std + step / 2, 10 * std, step, dtype=torch.float64)
+    box = torch.stack(torch.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2)
+    total = sum(data.toy_2d_log_prob(name, box + torch.tensor(m, dtype=torch.float64)).exp().sum().item()
+                for m in means) * step ** 2
+    assert abs(total - 1) < 1e-6, f"{name}: integral {total}"
+
+
+def test_checkerboard_log_prob_integrates_to_one():
+    # midpoint rule on [-5, 5]^2 with step 0.02: the checkerboard's edges fall on cell edges (exact)
     step = 0.02
     t = torch.arange(-5 + step / 2, 5, step, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(t, t, indexing="ij"), -1)
-    total = data.toy_2d_log_prob(name, grid).exp().sum().item() * step ** 2
-    assert abs(total - 1) < 1e-6, f"{name}: integral {total}"
+    total = data.toy_2d_log_prob("checkerboard", grid).exp().sum().item() * step ** 2
+    assert abs(total - 1) < 1e-6, f"checkerboard: integral {total}"
 
 
 def test_checkerboard_samples_lie_on_its_support():
