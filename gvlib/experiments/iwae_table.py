@@ -460,9 +460,9 @@ def _check_run_args(dataset, epochs, ks, layers, eval_k, eval_n, limit, batch_si
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gvlib.experiments.iwae_table",
-        description="Reproduce Table 1 of Burda et al. (2016): VAE and IWAE, k importance samples, 1-2 stochastic "
-                    "layers; test NLL and active units beside the paper's numbers. Resumable: run the same command "
-                    "again after an interruption.")
+        description="The experiment of Table 1 of Burda et al. (2016), with its protocol (--epochs 3280 for its "
+                    "scale): VAE and IWAE, k importance samples, 1-2 stochastic layers; test NLL and active units "
+                    "beside the paper's numbers. Resumable: run the same command again after an interruption.")
     p.add_argument("--dataset", required=True, choices=DATASETS,
                    help="binarized_mnist: Larochelle & Murray's fixed binarization (paper's appendix); mnist: "
                         "dynamically binarized (Table 1); digits: sklearn's 8x8 digits (small, offline)")
