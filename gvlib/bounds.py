@@ -155,18 +155,21 @@ def estimate_log_likelihood(model, x: torch.Tensor, k: int = 5000, chunk: int = 
 # ----------------------------------------------------------------------------------------------
 
 def _posterior_means(model, xb, n_samples, yb):
-    """E_q[h_l | x] per layer: (b, d_l) each. One encode for a single layer; Monte Carlo over the layers below otherwise."""
+    """E_q[h_l | x] per layer: (b, d_l) each. One encode for a single layer; Monte Carlo over the other layers' draws otherwise."""
     kwargs = {} if yb is None else {"y": yb}
     layers = model.encode(xb, **kwargs)
-    if len(layers) == 1 or getattr(model, "inference", "bottom_up") == "factorised":
+    inference = getattr(model, "inference", "bottom_up")
+    if len(layers) == 1 or inference == "factorised":
         return [mu for mu, _ in layers]
-    # Bottom-up recognition q(h_l | h_{l-1}): E_q[h_l | x] = E_{h_{l-1} ~ q}[mu_l(h_{l-1})], averaged over draws.
+    # Bottom-up recognition q(h_l | h_{l-1}): E_q[h_l | x] = E_{h_{l-1} ~ q}[mu_l(h_{l-1})]; top-down q(h_l | h_{l+1}, x):
+    # E_{h_{l+1} ~ q}[mu_l(h_{l+1}, x)]. Averaged over draws.
     sums = [mu.clone() for mu, _ in model.encode(xb, sample=True, **kwargs)]
     for _ in range(n_samples - 1):
         for acc, (mu, _) in zip(sums, model.encode(xb, sample=True, **kwargs)):
             acc += mu
     means = [acc / n_samples for acc in sums]
-    means[0] = layers[0][0]  # the bottom layer's mean is exact: mu_1(x)
+    exact = -1 if inference == "top_down" else 0  # the first layer drawn depends on x only: its mean is exact
+    means[exact] = layers[exact][0]
     return means
 
 
@@ -176,7 +179,8 @@ def posterior_mean_variances(model, x: torch.Tensor, n_samples: int = 100, batch
 
     For a single layer or factorised q(h_l | x), E_q[h_l | x] = mu_l(x) exactly. For upper layers of a
     bottom-up hierarchy q(h_1 | x) q(h_2 | h_1)..., E_q[h_l | x] = E_{h_{l-1} ~ q}[mu_l(h_{l-1})] is
-    estimated by averaging mu_l over `n_samples` draws of the layers below (`model.encode(x, sample=True)`).
+    estimated by averaging mu_l over `n_samples` draws of the layers below (`model.encode(x, sample=True)`);
+    for the lower layers of a top-down one (`inference="top_down"`), over draws of the layers above.
     The variance over the n inputs uses the unbiased (n - 1) normalization. Under no_grad, eval mode.
     """
     _check_batch("x", x)

@@ -38,7 +38,7 @@ from .distributions import (
     reparameterize,
 )
 
-__all__ = ["mlp", "VAEConfig", "ConvVAEConfig", "ConditionalVAEConfig", "HierarchicalVAEConfig",
+__all__ = ["mlp", "precision_weighted", "VAEConfig", "ConvVAEConfig", "ConditionalVAEConfig", "HierarchicalVAEConfig",
            "LatentVariableModel", "VAE", "ConvVAE", "ConditionalVAE", "HierarchicalVAE"]
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus,
@@ -122,8 +122,17 @@ class HierarchicalVAEConfig:
     layers: tuple = (((200, 200), 100), ((100, 100), 50))
     likelihood: str = "bernoulli"
     activation: str = "tanh"
-    inference: str = "bottom_up"       # q(h^l | h^{l-1}) ("bottom_up") or q(h^l | x) ("factorised")
+    inference: str = "bottom_up"       # q(h^l | h^{l-1}) ("bottom_up"), q(h^l | x) ("factorised"), or the Ladder
+                                       # VAE's q(h^L | x) q(h^l | h^{l+1}, x) ("top_down")
     obs_logvar: float | str = "learned"
+
+
+def precision_weighted(mu_a: torch.Tensor, logvar_a: torch.Tensor, mu_b: torch.Tensor,
+                       logvar_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar) of N(mu_a, var_a) N(mu_b, var_b) normalised: 1/var = 1/var_a + 1/var_b, mu = var (mu_a/var_a + mu_b/var_b); broadcasts."""
+    logvar = -torch.logaddexp(-logvar_a, -logvar_b)
+    w_a = torch.sigmoid(logvar_b - logvar_a)           # var_b / (var_a + var_b): the weight of the sharper one is larger
+    return w_a * mu_a + (1 - w_a) * mu_b, logvar + torch.zeros_like(mu_a + mu_b)
 
 
 def _as_tuples(value):
@@ -334,9 +343,19 @@ class ConditionalVAE(LatentVariableModel):
 
 
 # ============================================================================================== L layers
+INFERENCE = ("bottom_up", "factorised", "top_down")
+
+
 class HierarchicalVAE(LatentVariableModel):
-    """L stochastic layers: p(x | h^1) p(h^1 | h^2) ... p(h^L), p(h^L) = N(0, I), Gaussian conditionals from MLPs;
-    recognition bottom-up q(h^1 | x) q(h^2 | h^1) ... ("bottom_up", Burda et al. 2016) or q(h^1 | x) q(h^2 | x) ... ("factorised").
+    """L stochastic layers: p(x | h^1) p(h^1 | h^2) ... p(h^L), p(h^L) = N(0, I), Gaussian conditionals from MLPs.
+
+    Recognition, `inference=`:
+    - "bottom_up" (Burda et al. 2016): q(h^1 | x) q(h^2 | h^1) ... q(h^L | h^{L-1});
+    - "factorised": q(h^1 | x) q(h^2 | x) ... q(h^L | x);
+    - "top_down" (the Ladder VAE, Sonderby et al. 2016): a deterministic bottom-up pass gives N(mu^_l, var^_l) per
+      layer (net l reads mu^_{l-1}, net 1 reads x); then q(h^L | x) = N(mu^_L, var^_L) and, top down,
+      q(h^l | h^{l+1}, x) proportional to N(mu^_l, var^_l) p(h^l | h^{l+1}) (`precision_weighted`). q and p of
+      every layer then condition on the same h^{l+1}, so every layer's rate is a KL in closed form.
 
     `layers` lists, bottom first, (hidden sizes, latent dim) per stochastic layer: the recognition net into
     h^l uses the hidden sizes, the generative net out of h^l the same sizes reversed. The default is Burda et
@@ -352,12 +371,12 @@ class HierarchicalVAE(LatentVariableModel):
                              f"got {layers!r}") from None
         if not layers:
             raise ValueError("layers must hold at least one stochastic layer")
-        choice("inference", inference, ("bottom_up", "factorised"))
+        choice("inference", inference, INFERENCE)
         super().__init__(x_dim, [d for _, d in layers], likelihood, obs_logvar)
         self.config = HierarchicalVAEConfig(x_dim, layers, likelihood, activation, inference, obs_logvar)
         self.inference, self.layers = inference, layers
         dims = self.latent_dims
-        # recognition q(h^l | h^{l-1}) with h^0 = x, or q(h^l | x) when factorised
+        # recognition into h^l from h^{l-1} (bottom_up), from x (factorised), or from mu^_{l-1} (top_down); h^0 = x
         self.recognition = nn.ModuleList(
             mlp([x_dim if (l == 0 or inference == "factorised") else dims[l - 1], *hidden, 2 * dims[l]], activation)
             for l, (hidden, _) in enumerate(layers))
@@ -394,52 +413,94 @@ class HierarchicalVAE(LatentVariableModel):
         """(mu, logvar) of p(h^{l+1} | h^{l+2}) for 0-based l, given the sample of the layer above: (..., d_{l+2}) -> (..., d_{l+1})."""
         return _split(apply_flat(self.priors[l], h_above))
 
+    def _bottom_up_pass(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """top_down's deterministic pass: [(mu^_l, logvar^_l)] bottom first, net l fed mu^_{l-1} (x for l = 1): each (batch, d_l)."""
+        out, inp = [], x
+        for net in self.recognition:
+            mu, logvar = _split(apply_flat(net, inp))
+            out.append((mu, logvar))
+            inp = mu
+        return out
+
+    def _draw(self, x: torch.Tensor, k: int):
+        """One pass of q, k samples: bottom first, the draws h^l (k, batch, d_l), the (mu, logvar) of q(h^l | .) and of
+        p(h^l | h^{l+1}) (None for the top: N(0, I)), each broadcasting to (k, batch, d_l)."""
+        L = self.n_layers
+        if self.inference == "top_down":
+            ups = self._bottom_up_pass(x)                              # (batch, d_l) each
+            hs, qs, ps = [None] * L, [None] * L, [None] * L
+            qs[-1] = ups[-1]                                           # q(h^L | x)
+            hs[-1] = reparameterize(*qs[-1], k)                        # (k, batch, d_L)
+            for l in range(L - 2, -1, -1):                             # top down
+                ps[l] = self._prior(l, hs[l + 1])                      # p(h^l | h^{l+1}): (k, batch, d_l)
+                qs[l] = precision_weighted(*ups[l], *ps[l])            # q(h^l | h^{l+1}, x)
+                hs[l] = reparameterize(*qs[l])                         # (k, batch, d_l)
+            return hs, qs, ps
+        hs, qs, below = [], [], x
+        for l, net in enumerate(self.recognition):                     # bottom up
+            inp = self._q_input(l, x, below)
+            mu, logvar = _split(apply_flat(net, inp))                  # (batch, d) from x, (k, batch, d) from h below
+            h = reparameterize(mu, logvar, k) if inp is x else reparameterize(mu, logvar)  # (k, batch, d_l)
+            hs.append(h)
+            qs.append((mu, logvar))
+            below = h
+        ps = [self._prior(l, hs[l + 1]) for l in range(L - 1)] + [None]
+        return hs, qs, ps
+
     def layer_terms(self, x: torch.Tensor, k: int = 1) -> list[torch.Tensor]:
         """Terms of log w, bottom first: [log p(x|h^1), log p(h^1|h^2) - log q(h^1|.), ..., log p(h^L) - log q(h^L|.)], each (k, batch); they sum to log w."""
         x, k = self._check_x(x), positive_int("k", k)
-        hs, log_qs, below = [], [], x
-        for l, net in enumerate(self.recognition):                   # h^l ~ q, bottom up
-            inp = self._q_input(l, x, below)
-            mu, logvar = _split(apply_flat(net, inp))                 # (batch, d) from x, (k, batch, d) from h below
-            h = reparameterize(mu, logvar, k) if inp is x else reparameterize(mu, logvar)  # (k, batch, d_l)
-            hs.append(h)
-            log_qs.append(log_normal_diag(h, mu, logvar))             # (k, batch)
-            below = h
-        terms = [self.log_likelihood(x, apply_flat(self.decoder, hs[0]))]
-        for l in range(self.n_layers):
-            top = l == self.n_layers - 1
-            log_p = log_standard_normal(hs[l]) if top else log_normal_diag(hs[l], *self._prior(l, hs[l + 1]))
-            terms.append(log_p - log_qs[l])
+        hs, qs, ps = self._draw(x, k)
+        terms = [self.log_likelihood(x, apply_flat(self.decoder, hs[0]))]   # (k, batch)
+        for h, q, p in zip(hs, qs, ps):
+            log_p = log_standard_normal(h) if p is None else log_normal_diag(h, *p)
+            terms.append(log_p - log_normal_diag(h, *q))                    # (k, batch)
         return terms
 
     def log_weights(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
         """log w = log p(x, h^1..h^L) - log q(h^1..h^L | x), h ~ q by reparameterization, k samples: x (batch, D) -> (k, batch)."""
         return torch.stack(self.layer_terms(x, k)).sum(0)
 
-    def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """One-sample ELBO: log p(x|h^1) + per-layer terms, the top KL(q(h^L|.) || N(0, I)) in closed form (and, when
-        factorised, KL(q(h^l|x) || p(h^l|h^{l+1})) given the drawn h^{l+1}): x (batch, D) -> (batch,)."""
+    def rates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One draw h ~ q: (log p(x | h^1), [R_1, ..., R_L]), each (batch,), with ELBO estimate = log p(x | h^1) - sum_l R_l.
+
+        R_l = KL(q(h^l | .) || p(h^l | h^{l+1})) in closed form given the drawn h^{l+1} wherever q(h^l | .) does not
+        depend on h^{l+1}'s draw: the top layer always, every layer when "factorised" or "top_down". Below the top of
+        "bottom_up", h^{l+1} is drawn from q(h^{l+1} | h^l), and R_l is the one-sample log q(h^l | h^{l-1}) - log
+        p(h^l | h^{l+1}): its expectation is not a KL and can be negative; only the sum over layers is a KL."""
         x = self._check_x(x)
-        hs, params, below = [], [], x
-        for l, net in enumerate(self.recognition):
-            mu, logvar = _split(net(self._q_input(l, x, below)))      # (batch, d_l)
-            below = reparameterize(mu, logvar)
-            hs.append(below)
-            params.append((mu, logvar))
-        out = self.log_likelihood(x, self.decoder(hs[0]))
-        for l in range(self.n_layers):
-            if l == self.n_layers - 1:
-                out = out - kl_normal_std(*params[l])
-            elif self.inference == "factorised":
-                out = out - kl_normal_normal(*params[l], *self._prior(l, hs[l + 1]))
-            else:  # q(h^l | h^{l-1}) against p(h^l | h^{l+1}), h^{l+1} drawn given h^l: no closed form
-                out = out + log_normal_diag(hs[l], *self._prior(l, hs[l + 1])) - log_normal_diag(hs[l], *params[l])
-        return out
+        hs, qs, ps = self._draw(x, 1)
+        rec = self.log_likelihood(x, apply_flat(self.decoder, hs[0]))[0]   # (batch,)
+        out = []
+        for l, (h, q, p) in enumerate(zip(hs, qs, ps)):
+            if p is None:
+                r = kl_normal_std(*q)
+            elif self.inference in ("factorised", "top_down"):
+                r = kl_normal_normal(*q, *p)
+            else:
+                r = log_normal_diag(h, *q) - log_normal_diag(h, *p)
+            out.append(r.reshape(x.shape[0]))                        # (1, batch) or (batch,) -> (batch,)
+        return rec, out
+
+    def elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """One-sample ELBO log p(x | h^1) - sum_l R_l (see `rates`: closed-form KLs where the model allows): x (batch, D) -> (batch,)."""
+        rec, rates = self.rates(x)
+        return rec - torch.stack(rates).sum(0)
 
     def encode(self, x: torch.Tensor, sample: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """[(mu, logvar)] of q per layer, bottom first: x (batch, D) -> [((batch, d_l), (batch, d_l))]. Bottom-up, the
-        next layer is fed h^l = mu_l (sample=False) or a draw h^l ~ q(h^l | .) (sample=True)."""
+        """[(mu, logvar)] of q per layer, bottom first: x (batch, D) -> [((batch, d_l), (batch, d_l))]. Where q(h^l | .)
+        depends on another layer's draw (bottom_up: h^{l-1}; top_down: h^{l+1}), that layer is fed at its mean
+        (sample=False) or as a draw from q (sample=True)."""
         x = self._check_x(x)
+        if self.inference == "top_down":
+            ups = self._bottom_up_pass(x)
+            out = [None] * self.n_layers
+            out[-1] = ups[-1]
+            above = reparameterize(*ups[-1]) if sample else ups[-1][0]
+            for l in range(self.n_layers - 2, -1, -1):
+                out[l] = precision_weighted(*ups[l], *self._prior(l, above))
+                above = reparameterize(*out[l]) if sample else out[l][0]
+            return out
         out, below = [], x
         for l, net in enumerate(self.recognition):
             mu, logvar = _split(net(self._q_input(l, x, below)))

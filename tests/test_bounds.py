@@ -318,3 +318,22 @@ def test_active_units_rejects_bad_input():
         active_units(model, torch.rand(1, 4))
     with pytest.raises(ValueError, match="threshold"):
         active_units(model, torch.rand(5, 4), threshold=-1)
+
+
+def test_active_units_top_down_uses_monte_carlo_over_the_layer_above():
+    torch.manual_seed(0)
+    model = HierarchicalVAE(12, [((16,), 4), ((8,), 3)], inference="top_down")
+    with torch.no_grad():
+        model.recognition[1][-1].weight[:3] *= 20           # the top's mean moves with x
+        model.recognition[1][-1].bias[3:] = 1.0             # ... and q(h2 | x) is broad: E_q[h1 | x] is an average
+    x = torch.rand(300, 12)
+    var = posterior_mean_variances(model, x, n_samples=200)
+    with torch.no_grad():
+        (mu2, lv2) = model.encode(x)[1]
+        up1 = model.recognition[0](x).chunk(2, -1)
+        h2 = mu2 + torch.exp(0.5 * lv2) * torch.randn(2000, *mu2.shape)                 # h2 ~ q(h2 | x)
+        p_mu, p_lv = model.priors[0](h2).chunk(2, -1)
+        w = torch.sigmoid(p_lv - up1[1])                                               # precision weight of q^
+        mean1 = (w * up1[0] + (1 - w) * p_mu).mean(0)
+    torch.testing.assert_close(var[1], mu2.var(0))          # the top layer: exact
+    torch.testing.assert_close(var[0], mean1.var(0), rtol=0.1, atol=1e-3)

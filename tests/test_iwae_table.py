@@ -294,3 +294,73 @@ def test_job_arguments_that_cannot_work_exit_with_a_clear_message(tmp_path, caps
         main([*JOB, "--out", str(tmp_path / "x"), *argv])
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_seeds_train_every_model_per_seed_and_report_mean_and_se(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--dataset", "digits", "--k", "1", "2", "--layers", "1", "--out", str(out), *TINY, "--seeds", "0", "1", "2"]
+    assert main(argv) == 0
+    table = json.loads((out / "table.json").read_text())
+    names = sorted(m["name"] for m in table["models"])
+    assert names == sorted(f"L1_{m}_s{s}" for m in ("k1_vae_iwae", "k2_vae", "k2_iwae") for s in (0, 1, 2))
+    assert sorted(m["seed"] for m in table["models"] if m["name"].startswith("L1_k2_vae_")) == [0, 1, 2]
+    assert table["seeds"] == [0, 1, 2] and table["settings"]["seeds"] == [0, 1, 2]
+    row = table["rows"][1]
+    per_seed = row["vae_nll_seeds"]
+    mean, se = iwae_table.mean_and_se(per_seed)
+    assert row["vae_nll"] == pytest.approx(sum(per_seed) / 3) and row["vae_nll_se"] == pytest.approx(se)
+    assert se == pytest.approx((sum((v - mean) ** 2 for v in per_seed) / 2 / 3) ** 0.5)
+    assert row["vae_seeds"] == [0, 1, 2] and len(row["vae_active_seeds"]) == 3
+    assert "±" in row["vae_active"] and row["vae_active_mean"][0] == pytest.approx(
+        sum(a[0] for a in row["vae_active_seeds"]) / 3)
+    md = (out / "table.md").read_text()
+    assert f"{row['vae_nll']:.2f} ± {row['vae_nll_se']:.2f}" in md and "once per seed (0, 1, 2)" in md
+    # different seeds give different models (the seed reaches initialisation and data order)
+    assert len(set(per_seed)) == 3
+    # the same folder with other seeds is refused, like every other setting
+    assert main(argv[:-4] + ["--seeds", "0", "1"]) == 2
+
+
+def test_seed_and_seeds_together_or_repeated_seeds_are_refused(tmp_path, capsys):
+    base = ["--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "x"), "--quiet"]
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--seed", "3", "--seeds", "0", "1"])
+    assert e.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--seeds", "0", "0"])
+    assert e.value.code == 2 and "seeds must be distinct ints" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_mean_and_se():
+    assert iwae_table.mean_and_se([2.0]) == (2.0, None)
+    mean, se = iwae_table.mean_and_se([1.0, 2.0, 3.0])
+    assert mean == 2.0 and se == pytest.approx(1 / 3 ** 0.5)
+    with pytest.raises(ValueError):
+        iwae_table.mean_and_se([])
+
+
+def test_the_shipped_digits_table_has_three_seeds_per_cell():
+    table = json.loads((REPO / "results" / "iwae_table_digits.json").read_text())
+    assert table["settings"]["seeds"] == [0, 1, 2] and table["settings"]["epochs"] == 100
+    assert len(table["models"]) == 30
+    for row in table["rows"]:
+        for obj in ("vae", "iwae"):
+            assert row[f"{obj}_seeds"] == [0, 1, 2] and row[f"{obj}_nll_se"] is not None
+
+
+def test_seeds_as_jobs_then_collect_give_the_table_of_one_run(tmp_path, capsys):
+    job = [*JOB, "--seeds", "0", "1"]
+    assert main([*job, "--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "table.json").read_text())
+    capsys.readouterr()
+    assert main([*job, "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and lines[1].split("\t")[1] == "--only layers=1,k=1,objective=vae=iwae,seed=1"
+    for index in range(6):
+        assert main([*job, "--out", str(tmp_path / "jobs"), "--only", str(index)]) == 0
+    assert main([*job, "--out", str(tmp_path / "jobs"), "--only", "seed=0"]) == 0  # finished parts are skipped
+    assert main([*job, "--out", str(tmp_path / "jobs"), "--collect"]) == 0
+    collected = json.loads((tmp_path / "jobs" / "table.json").read_text())
+    assert collected["rows"] == whole["rows"] and collected["seeds"] == [0, 1]
+    assert len(set(collected["rows"][1]["vae_nll_seeds"])) == 2

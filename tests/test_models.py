@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gvlib.bounds import estimate_log_likelihood, iwae_bound
-from gvlib.models import VAE, ConditionalVAE, ConvVAE, HierarchicalVAE, mlp
+from gvlib.models import VAE, ConditionalVAE, ConvVAE, HierarchicalVAE, mlp, precision_weighted
 
 D = 64  # 8x8 digits
 
@@ -26,12 +26,15 @@ def _make(name):
         "hvae_2_bottom_up": lambda: HierarchicalVAE.small(2, x_dim=D),
         "hvae_3_factorised": lambda: HierarchicalVAE(D, [((16,), 6), ((12,), 4), ((8,), 2)], inference="factorised"),
         "hvae_2_gaussian": lambda: HierarchicalVAE(D, [((16,), 4), ((8,), 2)], likelihood="gaussian", obs_logvar=-1.0),
+        "hvae_2_top_down": lambda: HierarchicalVAE.small(2, x_dim=D, inference="top_down"),
+        "hvae_3_top_down": lambda: HierarchicalVAE(D, [((16,), 6), ((12,), 4), ((8,), 2)], inference="top_down"),
         "cvae": lambda: ConditionalVAE(D, 10, 3, hidden=(16,)),
     }[name]()
 
 
 NAMES = ["vae", "vae_gaussian_learned", "vae_gaussian_fixed", "vae_batchnorm_relu", "conv_8x8", "conv_28x28",
-         "hvae_1", "hvae_2_bottom_up", "hvae_3_factorised", "hvae_2_gaussian", "cvae"]
+         "hvae_1", "hvae_2_bottom_up", "hvae_3_factorised", "hvae_2_gaussian", "hvae_2_top_down", "hvae_3_top_down",
+         "cvae"]
 
 
 def _data(model, n, device, seed=0):
@@ -155,7 +158,7 @@ def test_constructor_errors():
     with pytest.raises(ValueError, match="divisible by 4"):
         ConvVAE((1, 10, 10), 2)
     with pytest.raises(ValueError, match="inference"):
-        HierarchicalVAE(D, [((8,), 2)], inference="top_down")
+        HierarchicalVAE(D, [((8,), 2)], inference="ladder")
     with pytest.raises(ValueError, match="1 or 2"):
         HierarchicalVAE.iwae_paper(3)
 
@@ -191,7 +194,7 @@ def test_gaussian_fixed_variance_is_used_in_the_likelihood():
     assert any(p is learned.obs_logvar for p in learned.parameters())
 
 
-@pytest.mark.parametrize("inference", ["bottom_up", "factorised"])
+@pytest.mark.parametrize("inference", ["bottom_up", "factorised", "top_down"])
 def test_layer_terms_sum_to_log_weights(inference):
     model = HierarchicalVAE(D, [((16,), 5), ((8,), 3), ((8,), 2)], inference=inference)
     x, _ = _data(model, 4, "cpu")
@@ -312,3 +315,55 @@ def test_iwae_k5_does_at_least_as_well_as_the_vae(trained):
     assert trained["iwae"] > FLOOR_VAE
     assert trained["iwae"] >= trained["vae"] - IWAE_TOLERANCE, (
         f"IWAE k=5 {trained['iwae']:.2f} vs VAE {trained['vae']:.2f} nats")
+
+
+def test_precision_weighted_is_the_normalised_product_of_two_gaussians():
+    # N(h; a, va) N(h; b, vb) = c N(h; m, v) for every h: the log-ratio is the same constant at all h
+    g = torch.Generator().manual_seed(0)
+    mu_a, lv_a, mu_b, lv_b = (torch.randn(3, generator=g, dtype=torch.float64) for _ in range(4))
+    mu, lv = precision_weighted(mu_a, lv_a, mu_b, lv_b)
+    N = lambda m, logv: torch.distributions.Normal(m, torch.exp(0.5 * logv))  # noqa: E731
+    h = torch.randn(50, 3, generator=g, dtype=torch.float64) * 3
+    ratio = N(mu_a, lv_a).log_prob(h) + N(mu_b, lv_b).log_prob(h) - N(mu, lv).log_prob(h)   # (50, 3)
+    torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio))
+    # the constant is log N(a; b, va + vb)
+    torch.testing.assert_close(ratio[0], N(mu_b, torch.logaddexp(lv_a, lv_b)).log_prob(mu_a))
+    # broadcasting, and extreme log-variances stay finite: the sharp one wins
+    m2, l2 = precision_weighted(torch.zeros(4, 1, 3), torch.full((4, 1, 3), -80.0), torch.ones(2, 3), torch.zeros(2, 3))
+    assert m2.shape == l2.shape == (4, 2, 3) and torch.isfinite(m2).all() and m2.abs().max() < 1e-30
+
+
+def test_top_down_rates_are_the_expected_kls_of_the_layer_terms():
+    # E[log q(h^l | .) - log p(h^l | h^{l+1})] (Monte Carlo over layer_terms) = E[closed-form KL] (rates), per layer
+    torch.manual_seed(0)
+    model = HierarchicalVAE(D, [((16,), 4), ((8,), 3)], inference="top_down").eval()
+    x, _ = _data(model, 3, "cpu")
+    n = 4000
+    with torch.no_grad():
+        terms = model.layer_terms(x, n)                                    # [(n, 3)] * 3
+        rec, rates = model.rates(x.repeat(n, 1))
+        rates = [r.view(n, 3) for r in rates]
+    for l in range(2):
+        mc, cf = -terms[l + 1], rates[l]
+        assert (cf >= -1e-6).all(), "a KL is never negative"
+        diff, se = mc.mean(0) - cf.mean(0), torch.sqrt(mc.var(0) / n + cf.var(0) / n)
+        assert (diff.abs() < 4.5 * se + 1e-4).all(), (l, diff, se)
+
+
+def test_top_down_encode_and_draw():
+    torch.manual_seed(0)
+    model = HierarchicalVAE.small(2, x_dim=D, inference="top_down")
+    assert model.recognition[1][0].in_features == model.latent_dims[0]   # fed mu^_1, as bottom-up is fed h^1
+    x, _ = _data(model, 4, "cpu")
+    (mu1, lv1), (mu2, lv2) = model.encode(x)
+    up1 = model.recognition[0](x).chunk(2, -1)
+    up2 = model.recognition[1](up1[0]).chunk(2, -1)
+    torch.testing.assert_close(mu2, up2[0])                              # q(h^2 | x): the bottom-up pass's top
+    torch.testing.assert_close(lv2, up2[1])
+    prior = model.priors[0](mu2).chunk(2, -1)                             # p(h^1 | h^2 = its mean)
+    v = 1 / (torch.exp(-up1[1]) + torch.exp(-prior[1]))
+    torch.testing.assert_close(lv1, torch.log(v))
+    torch.testing.assert_close(mu1, v * (up1[0] * torch.exp(-up1[1]) + prior[0] * torch.exp(-prior[1])))
+    (a, _), (top_a, _) = model.encode(x, sample=True)
+    (b, _), (top_b, _) = model.encode(x, sample=True)
+    assert not torch.allclose(a, b) and torch.equal(top_a, top_b)        # h^1's q moves with the draw of h^2

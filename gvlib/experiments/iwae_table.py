@@ -1,5 +1,6 @@
 """Burda, Grosse & Salakhutdinov (2016), Table 1: VAE and IWAE, 1 and 2 stochastic layers, k = 1, 5, 50.
 
+    python -m gvlib.experiments.iwae_table --dataset digits --epochs 100 --seeds 0 1 2 --out runs/iwae_digits_3seeds
     python -m gvlib.experiments.iwae_table --dataset binarized_mnist --data-root ../shared/data --epochs 2
     python -m gvlib.experiments.iwae_table --dataset digits --epochs 30 --out runs/iwae_digits
 
@@ -20,6 +21,11 @@ One model per process or machine (a cluster's job array, one GPU each): ``--only
 ``models/<model>.json`` (with the settings it was made with and its hardware); ``--collect [FOLDER ...]`` then
 builds the table from the parts in --out (and those in the FOLDERs, copied in), trains nothing, and refuses parts
 made with other settings or a table with parts missing. The README has a Slurm recipe.
+
+Seeds. ``--seed s`` trains every model once, from seed s. ``--seeds 0 1 2`` trains every model once per seed
+(model names end in ``_s<seed>``; the seed fixes the initialisation, the data order and the binarization draws),
+and each cell of the table is then the mean over the seeds with its standard error (sample s.d. / sqrt(n)),
+the per-seed values kept in table.json.
 
 Schedule. The paper trains for 3,280 epochs with Adam (lr 1e-3, betas 0.9/0.999, eps 1e-4, batch 20): 8
 stages of 3^i epochs, i = 0..7, at lr 1e-3 * 10^(-i/7). ``--schedule paper`` (the default) keeps these
@@ -52,7 +58,7 @@ import torch
 from gvlib._files import atomic_write
 
 __all__ = ["PAPER_TABLE1", "PAPER_FIXED_BINARIZATION", "DATASETS", "model_specs", "run", "main",
-           "markdown_table", "ConfigMismatchError", "PartsError", "select_models", "only_argument", "collect"]
+           "markdown_table", "mean_and_se", "ConfigMismatchError", "PartsError", "select_models", "only_argument", "collect"]
 
 DATASETS = ("binarized_mnist", "mnist", "digits")
 
@@ -78,8 +84,8 @@ _REFERENCE = {
     "digits": ("Burda et al. (2016), Table 1 (MNIST, 784 pixels): for the trends only, digits has 64 pixels",
                PAPER_TABLE1),
 }
-_SETTINGS_THAT_MUST_MATCH = ("dataset", "epochs", "batch_size", "lr", "schedule", "seed", "limit", "eval_k",
-                             "eval_n")
+_SETTINGS_THAT_MUST_MATCH = ("dataset", "epochs", "batch_size", "lr", "schedule", "seed", "seeds", "limit",
+                             "eval_k", "eval_n")
 
 
 class ConfigMismatchError(RuntimeError):
@@ -128,14 +134,19 @@ def build_model(dataset: str, layers: int, x_dim: int):
     return HierarchicalVAE.iwae_paper(n_layers=layers, x_dim=x_dim)
 
 
-def model_specs(ks, layers) -> list[dict]:
-    """The models to train: one per (layers, k, objective), the k = 1 model once ("vae=iwae")."""
+def model_specs(ks, layers, seeds=None) -> list[dict]:
+    """The models to train: one per (layers, k, objective), the k = 1 model once ("vae=iwae"); with `seeds`, one
+    per seed too (name suffix ``_s<seed>``, key "seed"), seeds innermost so that a partial run covers every cell."""
     specs = []
     for n_layers in layers:
         for k in ks:
             for objective in (("vae=iwae",) if k == 1 else ("vae", "iwae")):
                 name = f"L{n_layers}_k{k}_{objective.replace('=', '_')}"
-                specs.append({"name": name, "layers": n_layers, "k": k, "objective": objective})
+                spec = {"name": name, "layers": n_layers, "k": k, "objective": objective}
+                if seeds is None:
+                    specs.append(spec)
+                else:
+                    specs.extend({**spec, "name": f"{name}_s{s}", "seed": s} for s in seeds)
     return specs
 
 
@@ -191,15 +202,59 @@ def _reference(dataset, layers, k, objective):
     return (None, None) if entry is None else entry
 
 
+def mean_and_se(values) -> tuple[float, float | None]:
+    """(mean, standard error s.d./sqrt(n) with the n - 1 s.d.) of a list of numbers; the s.e. is None for one value."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_and_se needs at least one value")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def _fmt_active_over_seeds(per_seed: list[list[int]]) -> str:
+    """Per-layer mean ± s.e. of the active units over seeds, bottom + top: "13.3 ± 0.9" or "8.0 ± 0.6 + 0.0 ± 0.0"."""
+    parts = []
+    for layer in zip(*per_seed):
+        mean, se = mean_and_se(layer)
+        parts.append(f"{mean:.1f} ± {se:.1f}")
+    return " + ".join(parts)
+
+
+def _aggregate_cell(row: dict, obj: str, cell: list[dict]) -> None:
+    """Fill row's {obj}_* fields from the models of one cell: one model as before, several (seeds) as mean ± s.e."""
+    cell = sorted(cell, key=lambda r: r.get("seed", 0))
+    if len(cell) == 1:
+        r = cell[0]
+        row[f"{obj}_nll"] = r["nll"]
+        row[f"{obj}_active"] = _fmt_active(r["active"])
+        row[f"{obj}_model"] = r["name"]
+        return
+    nll, se = mean_and_se([r["nll"] for r in cell])
+    row[f"{obj}_nll"], row[f"{obj}_nll_se"] = nll, se
+    row[f"{obj}_nll_seeds"] = [r["nll"] for r in cell]
+    row[f"{obj}_active"] = _fmt_active_over_seeds([r["active"] for r in cell])
+    row[f"{obj}_active_mean"] = [mean_and_se(layer)[0] for layer in zip(*(r["active"] for r in cell))]
+    row[f"{obj}_active_se"] = [mean_and_se(layer)[1] for layer in zip(*(r["active"] for r in cell))]
+    row[f"{obj}_active_seeds"] = [list(r["active"]) for r in cell]
+    row[f"{obj}_seeds"] = [r.get("seed") for r in cell]
+    row[f"{obj}_models"] = [r["name"] for r in cell]
+
+
 def table_rows(results: list[dict], dataset: str) -> list[dict]:
-    """One row per (layers, k) with VAE and IWAE beside the paper's numbers; the k = 1 model fills both columns."""
-    rows = {}
+    """One row per (layers, k) with VAE and IWAE beside the paper's numbers; the k = 1 model fills both columns.
+    Several models per cell (one per seed) give the mean and its standard error (`{obj}_nll_se`, per-seed lists)."""
+    cells = {}
     for r in results:
-        row = rows.setdefault((r["layers"], r["k"]), {"layers": r["layers"], "k": r["k"]})
         for obj in (("vae", "iwae") if r["objective"] == "vae=iwae" else (r["objective"],)):
-            row[f"{obj}_nll"] = r["nll"]
-            row[f"{obj}_active"] = _fmt_active(r["active"])
-            row[f"{obj}_model"] = r["name"]
+            cells.setdefault((r["layers"], r["k"], obj), []).append(r)
+    rows = {}
+    for (layers, k, obj), cell in sorted(cells.items()):
+        row = rows.setdefault((layers, k), {"layers": layers, "k": k})
+        _aggregate_cell(row, obj, cell)
     out = []
     for key in sorted(rows):
         row = rows[key]
@@ -212,17 +267,19 @@ def table_rows(results: list[dict], dataset: str) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     """The table in the paper's layout: layers, k, then NLL and active units for VAE and IWAE, ours (paper)."""
-    def cell(v, paper, fmt="{:.2f}"):
+    def cell(v, paper, fmt="{:.2f}", se=None):
         ours = "–" if v is None else (fmt.format(v) if isinstance(v, float) else str(v))
+        if se is not None:
+            ours += " ± " + fmt.format(se)
         ref = "–" if paper is None else (fmt.format(paper) if isinstance(paper, float) else str(paper))
         return f"{ours} ({ref})"
 
     lines = ["| # stoch. layers | k | VAE NLL (paper) | VAE active (paper) | IWAE NLL (paper) | IWAE active (paper) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['layers']} | {r['k']} | {cell(r.get('vae_nll'), r['paper_vae_nll'])} | "
+        lines.append(f"| {r['layers']} | {r['k']} | {cell(r.get('vae_nll'), r['paper_vae_nll'], se=r.get('vae_nll_se'))} | "
                      f"{cell(r.get('vae_active'), r['paper_vae_active'])} | "
-                     f"{cell(r.get('iwae_nll'), r['paper_iwae_nll'])} | "
+                     f"{cell(r.get('iwae_nll'), r['paper_iwae_nll'], se=r.get('iwae_nll_se'))} | "
                      f"{cell(r.get('iwae_active'), r['paper_iwae_active'])} |")
     return "\n".join(lines)
 
@@ -262,30 +319,35 @@ def _write_json(path: Path, obj) -> None:
 def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2), out="runs/iwae_table",
         data_root=None, device=None, eval_k: int = 5000, eval_n: int | None = None, limit: int | None = None,
         batch_size: int = 20, lr: float = 1e-3, schedule: str = "paper", seed: int = 0, progress: bool | None = None,
-        download: bool = True, command: str | None = None, log=print, only=None, collect_from=None) -> dict:
+        download: bool = True, command: str | None = None, log=print, only=None, collect_from=None,
+        seeds=None) -> dict:
     """Train and score the models of Table 1 (skipping finished ones in `out`); returns the table.json dict.
 
     only: train and score only the models `select_models` picks (an index or {"layers": 2, "k": 50, ...}), write
     their parts and no table; returns {"models": [...], "settings": ...}. collect_from: a list of folders or part
-    files (may be empty): build the table from the parts (see `collect`), training nothing.
+    files (may be empty): build the table from the parts (see `collect`), training nothing. seeds (distinct ints):
+    every model is trained once per seed and the cells are means ± s.e. over them.
     """
     from gvlib import get_device, seed_everything
     from gvlib.train import IWAE_ADAM, fit
 
     _check_run_args(dataset, epochs, ks, layers, eval_k, eval_n, limit, batch_size, lr, schedule)
+    seeds = _check_seeds(seeds)
     ks, layers = list(ks), list(layers)
     device = get_device(device) if not isinstance(device, torch.device) else device
     if progress is None:
         progress = os.environ.get("GVLIB_QUIET", "").strip().lower() in ("", "0", "false", "no")
     out = Path(out)
     settings = {"dataset": dataset, "epochs": epochs, "ks": ks, "layers": layers, "batch_size": batch_size,
-                "lr": lr, "schedule": schedule, "seed": seed, "limit": limit, "eval_k": eval_k, "eval_n": eval_n,
-                "adam": {k: v for k, v in IWAE_ADAM.items() if k != "lr"}}
+                "lr": lr, "schedule": schedule, "seed": seed if seeds is None else None, "limit": limit,
+                "eval_k": eval_k, "eval_n": eval_n, "adam": {k: v for k, v in IWAE_ADAM.items() if k != "lr"}}
+    if seeds is not None:
+        settings["seeds"] = seeds
     config_path = out / "config.json"
     if config_path.exists():
         old = json.loads(config_path.read_text())
-        diff = [f"{k}: {old.get(k)!r} there, {settings[k]!r} now" for k in _SETTINGS_THAT_MUST_MATCH
-                if old.get(k) != settings[k]]
+        diff = [f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in _SETTINGS_THAT_MUST_MATCH
+                if old.get(k) != settings.get(k)]
         if diff:
             raise ConfigMismatchError(f"{out} holds a run with other settings ({'; '.join(diff)}); pass another "
                                       "--out, or delete that folder to start again")
@@ -295,7 +357,7 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
     x_train, x_test, dynamic = load_data(dataset, data_root, limit, eval_n, download)
     x_dim = x_train.shape[1]
     steps_per_epoch = math.ceil(x_train.shape[0] / batch_size)
-    specs = model_specs(ks, layers)
+    specs = model_specs(ks, layers, seeds)
     if only is not None:
         specs = select_models(specs, only)
     if collect_from is not None:
@@ -311,7 +373,8 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
             results.append(json.loads(result_path.read_text()))
             log(f"  {spec['name']}: done before, skipped (NLL {results[-1]['nll']:.2f})")
             continue
-        seed_everything(seed)                          # the same initialisation for every model of a size
+        model_seed = spec.get("seed", seed)            # --seeds: the spec's own seed; else --seed for every model
+        seed_everything(model_seed)                    # the same initialisation for every model of a size and seed
         model = build_model(dataset, spec["layers"], x_dim).to(device)
         opt = torch.optim.Adam(model.parameters(), **{**IWAE_ADAM, "lr": lr})
         sched = step_schedule(schedule, epochs * steps_per_epoch)
@@ -321,14 +384,14 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
         resumed = checkpoint.exists()
         t0 = time.perf_counter()
         history = fit(model, loss_fn, x_train, epochs=epochs, batch_size=batch_size, optimizer=opt,
-                      schedule=sched, schedule_every="step", dynamic_binarize=dynamic, seed=seed,
+                      schedule=sched, schedule_every="step", dynamic_binarize=dynamic, seed=model_seed,
                       progress=progress, checkpoint=checkpoint)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        seed_everything(seed + 1)
+        seed_everything(model_seed + 1)
         nll, active = evaluate(model, x_test.to(device), eval_k, progress, f"eval {spec['name']}")
         eval_s = time.perf_counter() - t0
-        result = {**spec, "nll": nll, "active": active, "active_str": _fmt_active(active), "seed": seed,
+        result = {**spec, "nll": nll, "active": active, "active_str": _fmt_active(active), "seed": model_seed,
                   "epochs": epochs, "final_train_loss": history.train[-1] if history.train else None,
                   "train_seconds": round(train_s, 2), "train_seconds_all_epochs": round(sum(history.time), 2),
                   "eval_seconds": round(eval_s, 2), "resumed": resumed, "device": str(device),
@@ -359,6 +422,7 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
         "train_seconds_total": round(sum(r["train_seconds_all_epochs"] for r in results), 1),
         "eval_seconds_total": round(sum(r["eval_seconds"] for r in results), 1),
         "trained_on": _trained_on(results),
+        "seeds": seeds if seeds is not None else [seed],
     }
     _write_json(out / "table.json", table)
     md = [f"# IWAE table on {dataset}", "",
@@ -367,7 +431,9 @@ def run(dataset: str = "digits", epochs: int = 10, ks=(1, 5, 50), layers=(1, 2),
           markdown_table(rows), "",
           f"NLL: {table['nll_estimate']} (nats). Active units: Cov_x E_q[h | x] > 0.01, per layer (bottom + top).",
           f"Training: {_plural(epochs, 'epoch')} on {x_train.shape[0]} images, Adam (lr {lr}, eps 1e-4), batch {batch_size}, "
-          f"schedule: {table['schedule_note']}; seed {seed} for every model.",
+          f"schedule: {table['schedule_note']}; " + (f"seed {seed} for every model." if seeds is None else
+          f"every model trained once per seed ({', '.join(map(str, seeds))}); each cell is the mean ± standard error "
+          f"over the {len(seeds)} seeds (per-seed values in table.json)."),
           f"Hardware: {table['hardware']['processor'] or table['hardware']['machine']}, {table['hardware']['cpu_count']} "
           f"CPUs, {_plural(table['hardware']['torch_threads'], 'torch thread')}, device {device}"
           + (f" ({table['hardware']['gpu']})" if "gpu" in table["hardware"] else "") + f", torch {torch.__version__}.",
@@ -407,6 +473,16 @@ def _check_run_args(dataset, epochs, ks, layers, eval_k, eval_n, limit, batch_si
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if schedule not in ("paper", "constant"):
         raise ValueError(f"schedule must be 'paper' or 'constant', got {schedule!r}")
+
+
+def _check_seeds(seeds):
+    """None, or the seeds as a list of distinct ints (at least one)."""
+    if seeds is None:
+        return None
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct ints, e.g. 0 1 2, got {seeds}")
+    return seeds
 
 
 # ------------------------------------------------------------------------------------------------ one model per job
@@ -459,7 +535,7 @@ def select_models(specs: list[dict], only) -> list[dict]:
 
 def _part_settings(settings: dict) -> dict:
     """What a part must share with the table it joins."""
-    return {k: settings[k] for k in _SETTINGS_THAT_MUST_MATCH}
+    return {k: settings.get(k) for k in _SETTINGS_THAT_MUST_MATCH}
 
 
 def _read_parts(sources) -> list[tuple[Path, dict]]:
@@ -544,9 +620,9 @@ def _under_torchrun() -> bool:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gvlib.experiments.iwae_table",
-        description="Reproduce Table 1 of Burda et al. (2016): VAE and IWAE, k importance samples, 1-2 stochastic "
-                    "layers; test NLL and active units beside the paper's numbers. Resumable: run the same command "
-                    "again after an interruption.")
+        description="The experiment of Table 1 of Burda et al. (2016), with its protocol (--epochs 3280 for its "
+                    "scale): VAE and IWAE, k importance samples, 1-2 stochastic layers; test NLL and active units "
+                    "beside the paper's numbers. Resumable: run the same command again after an interruption.")
     p.add_argument("--dataset", required=True, choices=DATASETS,
                    help="binarized_mnist: Larochelle & Murray's fixed binarization (paper's appendix); mnist: "
                         "dynamically binarized (Table 1); digits: sklearn's 8x8 digits (small, offline)")
@@ -564,7 +640,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (paper: 1e-3)")
     p.add_argument("--schedule", default="paper", choices=("paper", "constant"),
                    help="paper: the 8 stages 3^i at lr*10^(-i/7), proportions kept over the run's steps")
-    p.add_argument("--seed", type=int, default=0, help="seed of every model's initialisation and data order")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="seed of every model's initialisation and data order")
+    seeds.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="train every model once per seed; cells are mean ± s.e. over seeds (e.g. 0 1 2)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading absent data files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--only", default=None, metavar="N|KEY=VALUE,...",
@@ -587,9 +666,10 @@ def main(argv=None) -> int:
     try:
         _check_run_args(args.dataset, args.epochs, args.k, args.layers, args.eval_k, args.eval_n, args.limit,
                         args.batch_size, args.lr, args.schedule)
+        _check_seeds(args.seeds)
         only = None if args.only is None else only_argument(args.only)
         if only is not None:
-            select_models(model_specs(args.k, args.layers), only)
+            select_models(model_specs(args.k, args.layers, args.seeds), only)
         if only is not None and args.collect is not None:
             raise ValueError("--only (train one model) and --collect (build the table) are separate steps")
         if _under_torchrun():
@@ -600,7 +680,7 @@ def main(argv=None) -> int:
     except (ValueError, RuntimeError) as e:
         parser.error(str(e))
     if args.list:
-        for i, spec in enumerate(model_specs(args.k, args.layers)):
+        for i, spec in enumerate(model_specs(args.k, args.layers, args.seeds)):
             print(f"{i}\t--only {_only_text(spec)}\t{spec['name']}")
         return 0
     if args.data_root is not None and not Path(args.data_root).is_dir():
@@ -610,7 +690,7 @@ def main(argv=None) -> int:
         table = run(args.dataset, args.epochs, args.k, args.layers, out, args.data_root, device, args.eval_k,
                     args.eval_n, args.limit, args.batch_size, args.lr, args.schedule, args.seed,
                     progress=False if args.quiet else None, download=not args.no_download, command=command,
-                    only=only, collect_from=args.collect)
+                    only=only, collect_from=args.collect, seeds=args.seeds)
     except (DataError, ConfigMismatchError, PartsError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
