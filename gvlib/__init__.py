@@ -23,8 +23,8 @@ PROFILES = ("cpu", "full")
 _DEVICE_NAMES = ("cpu", "cuda", "mps")
 
 __all__ = ["get_device", "seed_everything", "seed_offset", "generator", "profile", "by_profile", "PROFILES"]
-_SUBMODULES = ("data", "distributions", "bounds", "models", "train", "plot", "claims", "classifier", "autoregressive",
-               "experiments")
+_SUBMODULES = ("data", "distributions", "bounds", "models", "train", "plot", "claims", "classifier", "metrics", "zoo",
+               "autoregressive", "experiments")
 
 
 def __getattr__(name):
