@@ -15,6 +15,7 @@ USAGE = """usage: coursekit COMMAND [options]
   book      the course as a static website (jupyter-book 1.x, no re-execution; `coursekit book --help`)
   slides    a reveal.js deck per chapter, laid out from the notebook's structure (`coursekit slides --help`)
   gallery   regenerate (or --check) the README's gallery and chapter table
+  claims    every checked claim of notebooks, executed with several seed offsets, as a table (`coursekit claims --help`)
 """
 
 
@@ -93,7 +94,7 @@ def _main(argv: list[str] | None = None) -> int:
     if cmd == "bench":
         from .bench import main as bench_main
         return bench_main(rest) or 0
-    if cmd in ("book", "slides", "gallery"):
+    if cmd in ("book", "slides", "gallery", "claims"):
         import importlib
         return importlib.import_module(f"coursekit.{cmd}").main(rest)
     print(f"coursekit: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
