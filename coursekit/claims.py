@@ -5,7 +5,7 @@
 Each notebook is executed once per seed offset (``GVLIB_SEED_OFFSET``, as ``make test-portable`` does, with
 ``ATEN_CPU_CAPABILITY=default`` unless ``--native-kernels``), in memory: the committed notebook is not touched.
 The verdict lines (``✓ ...``/``✗ ...``) and their ``measured:`` lines are collected from the outputs, a claim that
-failed included (the run goes on past it), and written as one Markdown table per notebook: a claim per row, an
+failed included (``GVLIB_CLAIMS_KEEP_GOING=1``: a false claim prints ``✗`` and the run goes on), and written as one Markdown table per notebook: a claim per row, an
 offset per column. This is how "holds over seeds" is shown with figures, not just with a green test.
 """
 from __future__ import annotations
@@ -47,8 +47,10 @@ def run_notebook(path: Path, offset: int, portable_kernels: bool = True, timeout
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    saved = {k: os.environ.get(k) for k in ("GVLIB_SEED_OFFSET", "ATEN_CPU_CAPABILITY", "GVLIB_QUIET")}
+    saved = {k: os.environ.get(k) for k in ("GVLIB_SEED_OFFSET", "ATEN_CPU_CAPABILITY", "GVLIB_QUIET",
+                                            "GVLIB_CLAIMS_KEEP_GOING")}
     os.environ["GVLIB_SEED_OFFSET"] = str(offset)
+    os.environ["GVLIB_CLAIMS_KEEP_GOING"] = "1"  # a false claim prints its verdict and the notebook runs on
     os.environ["GVLIB_QUIET"] = "1"
     if portable_kernels:
         os.environ["ATEN_CPU_CAPABILITY"] = "default"

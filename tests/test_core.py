@@ -105,6 +105,17 @@ def test_claim_prints_a_stable_verdict_and_raises_when_false(capsys):
         claim("nor is a list", [True])
 
 
+def test_keep_going_prints_a_false_verdict_instead_of_raising(capsys, monkeypatch):
+    from gvlib.claims import ClaimError, claim
+
+    monkeypatch.setenv("GVLIB_CLAIMS_KEEP_GOING", "1")
+    claim("all are positive", torch.tensor([1, -2]) > 0, values=[1, -2])
+    assert capsys.readouterr().out == "✗ all are positive\n    measured: values=[1, -2]\n"
+    monkeypatch.setenv("GVLIB_CLAIMS_KEEP_GOING", "yes")  # only "1" switches it on
+    with pytest.raises(ClaimError):
+        claim("all are positive", False)
+
+
 def test_the_measured_line_is_masked_for_nbval_and_the_verdict_is_not():
     import configparser
     import re
