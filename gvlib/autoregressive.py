@@ -99,6 +99,11 @@ def _check_images(model: nn.Module, x) -> torch.Tensor:
         raise TypeError(f"x must be a torch.Tensor of shape (B, 1, H, W), got {type(x).__name__}")
     if x.dim() != 4 or x.shape[1] != 1 or x.shape[0] < 1:
         raise ValueError(f"x must have shape (B, 1, H, W) (binary images, one channel), got {tuple(x.shape)}")
+    return _like_parameters(x, p)
+
+
+def _like_parameters(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """x on p's device (else an error) in p's dtype: ints and bools are cast, other floats refused."""
     if x.device != p.device:
         raise ValueError(f"x is on {x.device} but the model's parameters are on {p.device}; move one of them")
     if not torch.is_floating_point(x):
@@ -300,13 +305,7 @@ class WaveNet(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[1] != 1:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (B, 1, T) (binary sequences), got {got}")
-        if x.device != p.device:
-            raise ValueError(f"x is on {x.device} but the model's parameters are on {p.device}; move one of them")
-        if not torch.is_floating_point(x):
-            return x.to(p.dtype)
-        if x.dtype != p.dtype:
-            raise TypeError(f"x is {x.dtype} but the model's parameters are {p.dtype}; convert one of them")
-        return x
+        return _like_parameters(x, p)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) = sum_t log Bern(x_t; sigmoid(logit_t(x_<t))), in nats: x (B, 1, T) -> (B,)."""
