@@ -163,6 +163,11 @@ execute: $(STAMP)
 bench: $(STAMP)
 	$(RUN_ENV) OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(BIN)/coursekit bench $(BENCH_ARGS)
 
+# Every chapter's claims with what each random stream measured (about 15 minutes here): results/claims_over_seeds.md
+CLAIM_OFFSETS ?= 0 1000 2000 7
+claims: $(STAMP)
+	env $(THREADS_ENV) $(BIN)/coursekit claims --offsets $(CLAIM_OFFSETS) --out results/claims_over_seeds.md $(CHAPTERS)
+
 # On a machine with an NVIDIA GPU (make install TORCH=cuda): unit tests on cuda, each chapter's full-profile code path
 # at a tiny budget, the bench on cuda, a 2-GPU data-parallel fit where two GPUs are present (scripts/gpu-check.sh).
 gpu-check: $(STAMP)
