@@ -41,8 +41,9 @@ class BookError(RuntimeError):
     """A notebook's markdown that the website would render wrongly, and that book/allow.yml does not allow."""
 
 
-# A line that Markdown reads as a list item or a heading, which ends the paragraph an inline $$...$$ sits in.
-_BREAKS_PARAGRAPH = re.compile(r"^ {0,3}([-+*]|\d{1,9}[.)]|#{1,6})(\s|$)")
+# A line that Markdown reads as a list item or a heading, which ends the paragraph an inline $$...$$ sits in. Any
+# indentation counts: inside a list item, a line indented past the item's text starts a nested list.
+_BREAKS_PARAGRAPH = re.compile(r"^\s*([-+*]|\d{1,9}[.)]|#{1,6})(\s|$)")
 
 
 def markdown_problems(nb) -> list[tuple[int, str, str]]:

@@ -153,9 +153,10 @@ def test_math_that_markdown_would_break_is_found_and_blocks_the_build_unless_all
             "The weight splits:\n\n$$a = b\n + c$$\n\nand more.",     # a $$ block in a paragraph of its own
             "Inline `$$ + x` code and\n```\n$$\n- y\n$$\n```"]          # code is not math
     nb = nbformat.v4.new_notebook(cells=[_md(broken, "bad1"), *(_md(t, f"ok{i}") for i, t in enumerate(fine)),
-                                         _md("So $$x\n\n y$$ is cut by a blank line.", "bad2")])
+                                         _md("So $$x\n\n y$$ is cut by a blank line.", "bad2"),
+                                         _md("* an item whose equation goes on\n  $$a = b\n    + c$$", "bad3")])
     found = book.markdown_problems(nb)
-    assert [(i, cid) for i, cid, _ in found] == [(0, "bad1"), (4, "bad2")]
+    assert [(i, cid) for i, cid, _ in found] == [(0, "bad1"), (4, "bad2"), (5, "bad3")]  # bad3: a nested list
     assert "'+ '" in found[0][2] and "a blank line" in found[1][2]
     root = _mini_course(tmp_path / "c", "# 00 · A")
     nbformat.write(nbformat.v4.new_notebook(cells=[_md("# 00 · A"), _md(broken, "bad1")]), root / "chapters" / "00_a.ipynb")
