@@ -15,7 +15,7 @@ cd "$tmp"   # away from the checkout, so the installed copy is what is imported
 "$tmp/venv/bin/python" - <<'PY'
 import json, sys
 import gvlib, gvlib.models, gvlib.bounds, gvlib.train, gvlib.data, gvlib.plot, gvlib.claims, gvlib.distributions
-import gvlib.classifier, gvlib.experiments.iwae_table
+import gvlib.classifier, gvlib.metrics, gvlib.zoo, gvlib.autoregressive, gvlib.experiments.iwae_table
 assert "site-packages" in gvlib.__file__, f"imported {gvlib.__file__}, not the installed copy"
 jupyter = sorted(m for m in sys.modules if m.split(".")[0] in {"IPython", "ipykernel", "ipywidgets", "jupyter_client",
                  "jupyter_core", "nbformat", "nbclient", "jupyterlab", "notebook", "nbval", "coursekit"})
