@@ -35,7 +35,9 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -222,8 +224,11 @@ def _fit_child(k: int, n: int, device: str) -> None:
     fit(model, loss, x[:2 * DP_BATCH], epochs=1, batch_size=DP_BATCH, optimizer=opt, progress=False)  # warm-up
     c = time.process_time()
     h = fit(model, loss, x, epochs=1, batch_size=DP_BATCH, optimizer=opt, seed=0, progress=False)
-    print(json.dumps({"rank": int(os.environ.get("RANK", "0")), "processes": world, "seconds": h.time[0],
-                      "cpu_seconds": time.process_time() - c, "threads": torch.get_num_threads()}), flush=True)
+    rank = int(os.environ.get("RANK", "0"))
+    report = json.dumps({"rank": rank, "processes": world, "seconds": h.time[0],
+                         "cpu_seconds": time.process_time() - c, "threads": torch.get_num_threads()})
+    # one file per process: lines that several processes print to one pipe can interleave
+    Path(os.environ["COURSEKIT_BENCH_REPORTS"], f"rank{rank}.json").write_text(report)
 
 
 def data_parallel_epoch(device: torch.device, k: int, processes: int, threads: int, n: int,
@@ -231,16 +236,18 @@ def data_parallel_epoch(device: torch.device, k: int, processes: int, threads: i
     """One epoch of fit (k importance samples, n inputs, global batch DP_BATCH) in `processes` fresh processes of
     `threads` threads each, under torchrun when `torchrun` (default: for more than one process)
     -> {"seconds": the slowest process's epoch, "cpu_seconds": summed over the processes}."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "GVLIB_QUIET": "1"}
     child = ["-m", "coursekit.bench", "--fit-child", str(k), str(n), device.type]
     if not (processes > 1 if torchrun is None else torchrun):
         cmd = [sys.executable, *child]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *child]
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
-    if run.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}")
-    rows = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    with tempfile.TemporaryDirectory(prefix="coursekit-bench-") as reports:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "GVLIB_QUIET": "1",
+               "COURSEKIT_BENCH_REPORTS": reports}
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+        if run.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}")
+        rows = [json.loads(f.read_text()) for f in sorted(Path(reports).glob("rank*.json"))]
     if len(rows) != processes:
         raise RuntimeError(f"expected {processes} reports, got {len(rows)}:\n{run.stdout[-2000:]}")
     return {"seconds": max(r["seconds"] for r in rows), "cpu_seconds": sum(r["cpu_seconds"] for r in rows)}
