@@ -283,6 +283,8 @@ window.MathJax = {
 .reveal section img { max-height: 620px; }
 .reveal .jp-OutputArea-output pre { font-size: 70%; }
 :root { --jp-code-font-size: 15px; }
+/* headings as written: the theme's capitals (loaded after this) would turn log p(x) into LOG P(X) */
+.reveal h1, .reveal h2, .reveal h3 { text-transform: none !important; }
 </style>
 {%- endblock html_head_js_mathjax -%}
 {% block footer_js %}

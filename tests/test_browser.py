@@ -369,6 +369,9 @@ def test_a_slide_deck_renders_equations_and_figures(browser, artifacts, tmp_path
             assert state["raw_dollars"] == [], state["raw_dollars"][:3]
             n = page.evaluate("() => Reveal.getTotalSlides()")
             assert n >= 10, f"only {n} slides: the layout did not split the chapter"
+            caps = page.evaluate("() => [...document.querySelectorAll('.reveal h1, .reveal h2')]"
+                                 ".map(h => getComputedStyle(h).textTransform).filter(t => t !== 'none')")
+            assert caps == [], f"headings are transformed ({caps[:3]}): log p(x) would read LOG P(X)"
             # the first (sub-)slide with a figure: it has loaded
             where = page.evaluate("""() => { for (const h of Reveal.getHorizontalSlides()) {
                  const subs = h.querySelectorAll(':scope > section');
