@@ -5,32 +5,14 @@ import base64
 import re
 import struct
 import zlib
-from pathlib import Path
 
 import nbformat
-import os
 
 import pytest
 
 from coursekit import slides
 
-REPO = Path(__file__).resolve().parent.parent
-# make test-docs (CI) sets COURSE_NO_SKIP=1: there a missing tool fails the test instead of skipping it.
-NO_SKIP = os.environ.get("COURSE_NO_SKIP") == "1"
-
-
-def _skip(reason: str):
-    if NO_SKIP:
-        pytest.fail(f"COURSE_NO_SKIP=1 but {reason}")
-    pytest.skip(reason)
-
-
-def _need(module: str, reason: str):
-    try:
-        __import__(module)
-    except ImportError:
-        _skip(reason)
-NODE_MODULES = REPO / "build" / "web" / "node_modules"
+from _tools import NODE_MODULES, REPO, need as _need, skip as _skip
 
 
 def _png(width: int, height: int) -> str:
