@@ -19,13 +19,14 @@ so that one survey run shows every claim. Nothing else should set it.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import os
 
 import numpy as np
 import torch
 
-__all__ = ["ClaimError", "claim", "format_measured", "MEASURED_PREFIX"]
+__all__ = ["ClaimError", "claim", "format_measured", "mean_se", "MEASURED_PREFIX"]
 
 MEASURED_PREFIX = "    measured: "
 
@@ -85,3 +86,18 @@ def claim(statement: str, holds, note: str | None = None, **measured) -> None:
             return
         raise ClaimError(verdict)
     print(f"✓ {statement}" + (f"\n{MEASURED_PREFIX}{figures}" if figures else ""), flush=True)
+
+
+def mean_se(values) -> tuple[float, float]:
+    """(mean, standard error) of independent measurements: the sample s.d. (n - 1) over sqrt(n).
+
+    For a paired comparison pass the differences: `mean_se(nll_a - nll_b)`. values: a tensor, array or list of
+    at least 2 finite numbers (any shape; all entries count).
+    """
+    x = torch.as_tensor(values.detach().cpu() if isinstance(values, torch.Tensor) else np.asarray(values, dtype=float),
+                        dtype=torch.float64).flatten()
+    if x.numel() < 2:
+        raise ValueError(f"mean_se needs at least 2 values for a standard error, got {x.numel()}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("mean_se got NaN or infinite values")
+    return x.mean().item(), (x.std() / math.sqrt(x.numel())).item()

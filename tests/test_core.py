@@ -105,6 +105,20 @@ def test_claim_prints_a_stable_verdict_and_raises_when_false(capsys):
         claim("nor is a list", [True])
 
 
+def test_mean_se_against_numpy():
+    from gvlib.claims import mean_se
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(2.0, 3.0, size=(40, 5))
+    m, se = mean_se(torch.tensor(v, dtype=torch.float32))
+    assert m == pytest.approx(v.mean(), rel=1e-6) and se == pytest.approx(v.std(ddof=1) / np.sqrt(v.size), rel=1e-6)
+    assert mean_se([1.0, 3.0]) == (2.0, pytest.approx(1.0))  # s.d. sqrt(2), over sqrt(2)
+    with pytest.raises(ValueError, match="at least 2"):
+        mean_se([1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        mean_se([1.0, float("nan")])
+
+
 def test_keep_going_prints_a_false_verdict_instead_of_raising(capsys, monkeypatch):
     from gvlib.claims import ClaimError, claim
 
