@@ -473,6 +473,8 @@ def grade_report(student_path: Path, master_path: Path | None = None, timeout: f
     protect: more folders the student's process must not see (the report's folder, a submissions folder).
     """
     student_path = Path(student_path)
+    if not os.path.lexists(student_path):
+        raise GradeError(f"student notebook {student_path} does not exist")
     master = load_master(Path(master_path) if master_path else find_master(student_path, solutions))
     sub = read_submission(student_path, master)
     if timeout <= 0 or budget <= 0:
@@ -585,8 +587,16 @@ def check_common_options(parser, args) -> None:
 def main(argv: list[str] | None = None) -> int:
     safe_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
-    first = next((a for a in argv if not a.startswith("-")), None)
-    if "--collect" in argv or (first is not None and Path(first).is_dir() and not Path(first).is_symlink()):
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("notebook", nargs="?")
+    for flag in ("--json", "--out", "--shard", "-j", "--jobs"):
+        probe.add_argument(flag)
+    add_common_options(probe)
+    try:
+        first = probe.parse_known_args(argv)[0].notebook
+    except SystemExit:
+        first = None
+    if "--collect" in argv or (first is not None and Path(first).is_dir()):
         from .gradebook import main as batch_main  # a folder of submissions: a whole class
         return batch_main(argv)
     parser = argparse.ArgumentParser(prog="coursekit grade", description=__doc__.split("\n\n")[0],
