@@ -41,6 +41,7 @@ ITEM_COST = 64                     # bytes counted per value built
 _HASH_MODULUS = (1 << 61) - 1      # sys.hash_info.modulus on 64-bit CPython: smaller ints hash to themselves
 MAX_INT_DIGITS = 4300
 MAX_NDIM = 32
+MAX_DIM = 1 << 40             # elements along one dimension (an empty tensor could claim any)
 TORCH_DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128",
                 "int8", "int16", "int32", "int64", "uint8", "bool")
 _NUMPY_KINDS = "biufc"
@@ -302,7 +303,10 @@ class _Decoder:
         ndim = self.u8()
         if ndim > MAX_NDIM:
             raise WireError("too many dimensions")
-        return tuple(self.u64() for _ in range(ndim))
+        shape = tuple(self.u64() for _ in range(ndim))
+        if any(n > MAX_DIM for n in shape):
+            raise WireError("a dimension too large")
+        return shape
 
     def get(self, depth: int):
         if depth > MAX_DEPTH:
