@@ -713,8 +713,7 @@ def test_malformed_metadata_costs_only_that_cell(course_dir):
         _cell_of(nb, "hyp")["metadata"]["nbgrader"]["grade_id"] = ["hyp"]      # unhashable
         _cell_of(nb, "mean")["metadata"]["nbgrader"]["grade_id"] = 5           # not a string
         _cell_of(nb, "answer")["metadata"]["nbgrader"] = "not a dict"
-        _cell_of(nb, "square")["metadata"]["tags"] = 7
-    o = _attack(course_dir, "grade_id a list and an int, nbgrader metadata a string, tags an int", {},
+    o = _attack(course_dir, "grade_id a list and an int, nbgrader metadata a string", {},
                 raw=_raw_submission(course_dir, bad_ids))
     _expect(o)  # each such cell runs as an ungraded cell: the answers are still defined, the tests still run
     assert any("grade_id is not a string" in n for n in o.payload["notes"])
@@ -730,11 +729,14 @@ def test_invalid_notebooks_are_refused_with_a_message(course_dir):
 
     def cells_not_a_list(nb):
         nb["cells"] = {"0": nb["cells"][0]}
-    for name, mutate in (("a cell source that is a number", source_not_text),
+
+    def tags_not_a_list(nb):
+        _cell_of(nb, "square")["metadata"]["tags"] = 7
+    for name, mutate in (("a cell source that is a number", source_not_text), ("tags that are a number", tags_not_a_list),
                          ("a cell without metadata (schema)", no_metadata),
                          ("cells that are a dict", cells_not_a_list)):
         o = _attack(course_dir, name, {}, raw=_raw_submission(course_dir, mutate))
-        assert o.rc == 2 and "not a valid notebook" in o.stderr or "not a readable notebook" in o.stderr, \
+        assert o.rc == 2 and ("not a valid notebook" in o.stderr or "not a readable notebook" in o.stderr), \
             (name, o.stderr[-500:])
         assert "Traceback" not in o.stderr
     for name, raw in (("not UTF-8", "\udcff"), ("JSON that is a list", "[1, 2]"), ("empty file", "")):

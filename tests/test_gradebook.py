@@ -147,3 +147,46 @@ def test_shards_and_collect_build_the_same_gradebook(klass):
     rows = _rows(out / "gradebook.csv")
     assert {s: r["total"] for s, r in rows.items()} == {"alice": "5", "bob": "0", "carol_12345": "3", "dave": "0",
                                                          "erin": "0"}
+
+
+# ------------------------------------------------------------------------------------------------ a synthetic class
+def synthetic_class(master_path: Path, exercise_path: Path, out: Path, n: int = 200) -> dict[str, int]:
+    """`n` submissions of one master in out/<student>/<name>.ipynb, a quarter of each kind: blank (the exercise as
+    released), correct (the master's answers), raising (every answer raises) and hanging (correct but one answer,
+    in turn, loops forever on the CPU). Each file differs (a comment with the student's number)."""
+    import re
+
+    master = nbformat.read(master_path, as_version=4)
+    answers = {}
+    for cell in master.cells:
+        meta = course.nbgrader_meta(cell)
+        if meta.get("solution") and cell.cell_type == "code":
+            answers[meta["grade_id"]] = "\n".join(ln for ln in cell.source.split("\n") if "SOLUTION" not in ln)
+    names = {gid: re.search(r"def (\w+)\(", src).group(1) for gid, src in answers.items() if "def " in src}
+    kinds = ("blank", "correct", "raising", "hanging")
+    counts = dict.fromkeys(kinds, 0)
+    for i in range(n):
+        kind = kinds[i % 4]
+        counts[kind] += 1
+        nb = nbformat.read(exercise_path, as_version=4)
+        hang = sorted(names)[(i // 4) % len(names)] if names else None
+        for cell in nb.cells:
+            gid = course.nbgrader_meta(cell).get("grade_id")
+            if gid not in answers or kind == "blank":
+                continue
+            if kind == "correct" or (kind == "hanging" and gid != hang):
+                cell.source = answers[gid]
+            elif gid in names:
+                body = "raise RuntimeError('not finished yet')" if kind == "raising" else "while True:\n        pass"
+                cell.source = f"def {names[gid]}(*args, **kwargs):\n    {body}"
+            cell.source = f"# student {i:03d}\n" + cell.source
+        folder = out / f"student{i:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, folder / master_path.name)
+    return counts
+
+
+if __name__ == "__main__":  # python tests/test_gradebook.py OUT [N]: chapter 01's synthetic class, for timing
+    repo = Path(__file__).resolve().parent.parent
+    print(synthetic_class(repo / "solutions" / "01_elbo.ipynb", repo / "exercises" / "01_elbo.ipynb",
+                          Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 200))
