@@ -831,13 +831,15 @@ def _grade_cli(sub: Path, solutions: Path, out: Path, *args) -> subprocess.Popen
                             stdin=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
-def _marked_rss() -> int:
+def _marked_memory() -> int:
+    """Bytes of memory the marked processes hold: their proportional set sizes (a page shared by k forked
+    processes counts 1/k in each, so the sum is what they hold together; summed RSS would count it k times)."""
     total = 0
     for pid in _marked_processes():
         try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next((int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS:")), 0)
-        except OSError:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next((int(ln.split()[1]) * 1024 for ln in f if ln.startswith("Pss:")), 0)
+        except (OSError, ValueError):
             pass
     return total
 
@@ -892,13 +894,12 @@ def test_a_concurrent_hog_cannot_starve_a_correct_submission(course_dir, tmp_pat
         peak = 0
         good_run = _grade_cli(tmp_path / "good" / "91_attack.ipynb", sol, tmp_path / "good.json", "--timeout", "60")
         while good_run.poll() is None:
-            peak = max(peak, _marked_rss())
+            peak = max(peak, _marked_memory())
             time.sleep(0.2)
         assert good_run.returncode == 0, good_run.stderr.read().decode()[-2000:]
         payload = json.loads((tmp_path / "good.json").read_text())
         assert payload["complete"] is True and payload["score"] == payload["max_score"] == 7, payload["exercises"]
         assert len(_marked_processes()) <= 128  # the hog's own limit, whatever the machine runs
-        assert peak <= 1.3 * 2 ** 30, f"the hog's processes held {peak / 2 ** 30:.1f} GiB with --memory 1"
     finally:
         hog.wait(timeout=400)
         for _ in range(50):
@@ -909,7 +910,10 @@ def test_a_concurrent_hog_cannot_starve_a_correct_submission(course_dir, tmp_pat
     hog_payload = json.loads((tmp_path / "hog.json").read_text())
     assert hog.returncode == 0 and hog_payload["complete"] is True
     assert not _marked_processes()
-    assert any("cgroup" in n or "process limit" in n for n in hog_payload["notes"])
+    if any(n.startswith("cgroup") for n in hog_payload["notes"]):  # the whole sandbox's memory is bounded
+        assert peak <= 1.3 * 2 ** 30, f"the hog's processes held {peak / 2 ** 30:.1f} GiB with --memory 1"
+    else:  # the documented fallback: a limit per process only, said in the report
+        assert any(n.startswith("no control group") for n in hog_payload["notes"]), hog_payload["notes"]
 
 
 # ------------------------------------------------------------------------------------------------ output and signals
