@@ -1,7 +1,11 @@
 """The grader's trusted process: runs the master's setup and test cells; the student's cells run in the sandbox.
 
-Started by coursekit.grade (never by hand): it reads one job (JSON) on stdin and writes one JSON object per
-line on stdout (``log``, ``result``, ``done``, ``fatal``).
+Started by coursekit.grade (never by hand), once per master: it reads the master's part of the job (a line of
+JSON) on stdin, limits its own address space, runs the master's setup cells once and answers ``ready``; then, for
+each further line (one submission), it forks a child that grades it and writes one JSON object per line on stdout
+(``log``, ``result``, ``done``, ``fatal``, ``cpu``), and answers ``end`` once that child is gone. A batch thus pays
+the trusted side's start-up (IPython, torch, the setup cells) once, and each submission still gets a process of
+its own whose changes to modules or random state end with it.
 
 - The student's cells run in order in the sandboxed worker (coursekit/_worker.py, see coursekit.sandbox).
 - Each test cell of the master runs HERE, in this process, in a namespace made of the master's setup cells
