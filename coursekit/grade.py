@@ -165,6 +165,9 @@ def _parse(data: bytes, path: Path, what: str):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             nb = nbformat.reads(text, as_version=4)
+            for cell in nb.get("cells", []) if isinstance(nb.get("cells"), list) else []:
+                if isinstance(cell, dict) and cell.get("cell_type") == "code":  # outputs are never read: a tool's
+                    cell["outputs"], cell["execution_count"] = [], None         # quirks there cost no one a grade
             nbformat.validate(nb)
     except nbformat.ValidationError as exc:
         first = str(getattr(exc, "message", exc)).strip().splitlines()
