@@ -98,6 +98,7 @@ class Report:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     written: list[dict] = field(default_factory=list)   # [{"grade_id", "text"}]: the student's written answers
+    cpu: dict = field(default_factory=dict)              # CPU seconds: {"trusted", "student"}
 
 
 def course_solutions() -> Path | None:
@@ -372,6 +373,7 @@ class Trusted:
                     if log:
                         print(event.get("text", ""), file=log, flush=True)
                 elif kind == "cpu":
+                    events.append(event)
                     if log:
                         print(f"CPU seconds: trusted process {event.get('trusted')}, student's processes "
                               f"{event.get('student')}", file=log, flush=True)
@@ -459,10 +461,12 @@ def grade_submission(trusted: Trusted, sub: Submission, protect: list[Path] = ()
     if done and isinstance(done.get("notes"), list):
         notes += [str(n) for n in done["notes"]]
     notes += sub.notes
+    cpu = next(({k: float(e[k]) for k in ("trusted", "student") if isinstance(e.get(k), (int, float))}
+                for e in events if e.get("event") == "cpu"), {})
     return Report(results, "bubblewrap" if mode == "bwrap" else "none",
                   done is not None and len(verdicts) == len(master.exercises),
                   int(done.get("restarts", 0)) if done else 0, float(done.get("seconds", 0.0)) if done else 0.0,
-                  notes, sub.written)
+                  notes, sub.written, cpu)
 
 
 def grade_report(student_path: Path, master_path: Path | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -555,7 +559,8 @@ def report_payload(notebook, report: Report) -> dict:
     return {"notebook": str(notebook), "score": got, "max_score": total,
             "percent": round(100 * got / total, 2) if total else 0.0, "exercises": [asdict(r) for r in results],
             "sandbox": report.sandbox, "complete": report.complete, "restarts": report.restarts,
-            "seconds": round(report.seconds, 2), "written": report.written, "notes": report.notes}
+            "seconds": round(report.seconds, 2), "cpu_seconds": report.cpu, "written": report.written,
+            "notes": report.notes}
 
 
 def safe_streams() -> None:

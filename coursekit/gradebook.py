@@ -326,15 +326,22 @@ def collect(out: Path, masters: dict[str, Path], extra_notes: list[str] = ()) ->
         _write_feedback(out, student, mine, loaded)
     (out / "gradebook.csv").write_text(buf.getvalue(), encoding="utf-8")
     statuses: dict[str, int] = {}
+    cpu = wall = 0.0
     for mine in parts.values():
         for p in mine.values():
             statuses[p.get("status", "?")] = statuses.get(p.get("status", "?"), 0) + 1
+            c = p.get("cpu_seconds") if isinstance(p.get("cpu_seconds"), dict) else {}
+            cpu += sum(v for v in c.values() if isinstance(v, (int, float)))
+            wall += p.get("wall_seconds", 0.0) if isinstance(p.get("wall_seconds"), (int, float)) else 0.0
     lines = [f"# Grading summary", "", f"{len(parts)} students, {sum(statuses.values())} submissions: "
-             + ", ".join(f"{n} {k}" for k, n in sorted(statuses.items())), ""]
+             + ", ".join(f"{n} {k}" for k, n in sorted(statuses.items())), "",
+             f"Grading took {wall:.0f} s of wall-clock time per worker in all and {cpu:.0f} CPU seconds (the trusted "
+             "processes' and the sandboxes'; the grader's own start-up is not in it).", ""]
     lines += ["## Needs a look", ""] + [f"- {f}" for f in failures + list(extra_notes)] if failures or extra_notes \
         else ["Every submission was graded to the end."]
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {"students": len(parts), "statuses": statuses, "failures": failures + list(extra_notes)}
+    return {"students": len(parts), "statuses": statuses, "failures": failures + list(extra_notes), "cpu": cpu,
+            "wall": wall}
 
 
 def _write_feedback(out: Path, student: str, mine: dict[str, dict], loaded: dict[str, Master]) -> None:

@@ -254,8 +254,10 @@ WRONG = "def square(x):\n    return 0"
 # ------------------------------------------------------------------------------------------------ verdicts
 @needs_bwrap
 def test_correct_submissions_score_full_marks(course_dir):
+    # the torch master's cells import torch, which takes 30 s on a machine loaded 15 times over: a generous
+    # per-cell timeout there (it costs nothing unless a cell hangs)
     _expect(_attack(course_dir, "none (a correct submission)", {}))
-    _expect(_attack(course_dir, "none (a correct torch submission)", {}, master="92_tattack"))
+    _expect(_attack(course_dir, "none (a correct torch submission)", {}, master="92_tattack", timeout=60))
 
 
 @needs_bwrap
@@ -359,7 +361,7 @@ def test_patched_torch_and_tensor_subclass(course_dir):
             pass
     """)
     _expect(_attack(course_dir, "patched torch, Tensor.__eq__, a Tensor subclass, assert_close redefined",
-                    {"kl": src}, master="92_tattack"), kl=0)
+                    {"kl": src}, master="92_tattack", timeout=60), kl=0)
 
 
 @needs_bwrap
