@@ -10,12 +10,13 @@ USAGE = """usage: coursekit COMMAND [options]
   build     write exercises/ from the masters in solutions/
   check     fail when exercises/ is out of date, leaks an answer, or a notebook has a kernelspec JupyterLab rewrites
   execute   re-execute notebooks in place (NB [NB ...])
-  grade     grade a student's notebook (see `coursekit grade --help`)
+  grade     grade a student's notebook, or a folder of submissions into a gradebook (`coursekit grade --help`)
   bench     the speed table of gvlib's estimator and of a training epoch (see `coursekit bench --help`)
   book      the course as a static website (jupyter-book 1.x, no re-execution; `coursekit book --help`)
   slides    a reveal.js deck per chapter, laid out from the notebook's structure (`coursekit slides --help`)
   gallery   regenerate (or --check) the README's gallery and chapter table
   claims    every checked claim of notebooks, executed with several seed offsets, as a table (`coursekit claims --help`)
+  workspace a learner's working copy in my-work/ that `git pull` never touches (`coursekit workspace --help`)
 """
 
 
@@ -94,7 +95,7 @@ def _main(argv: list[str] | None = None) -> int:
     if cmd == "bench":
         from .bench import main as bench_main
         return bench_main(rest) or 0
-    if cmd in ("book", "slides", "gallery", "claims"):
+    if cmd in ("book", "slides", "gallery", "claims", "workspace"):
         import importlib
         return importlib.import_module(f"coursekit.{cmd}").main(rest)
     print(f"coursekit: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
