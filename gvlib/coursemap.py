@@ -49,7 +49,7 @@ def find_course_root(start: str | os.PathLike | None = None) -> Path | None:
     env = os.environ.get("GVLIB_COURSE_ROOT")
     here = Path(start if start is not None else (env or os.getcwd())).resolve()
     for folder in (here, *here.parents):
-        if (folder / "chapters").is_dir() and any((folder / "chapters").glob("[0-9][0-9]_*.ipynb")):
+        if (folder / "chapters").is_dir() and any((folder / "chapters").glob("[0-9][0-9]*_*.ipynb")):
             return folder
     return None
 
@@ -71,7 +71,7 @@ def _title_and_summary(cells: list[str], fallback: str) -> tuple[str, str]:
         lines = text.splitlines()
         for i, line in enumerate(lines):
             if line.startswith("# "):
-                title = re.sub(r"^\d\d\s*[·:.-]\s*", "", line[2:].strip())
+                title = re.sub(r"^\d\d[a-z]?\s*[·:.-]\s*", "", line[2:].strip())
                 body = _plain("\n".join(lines[i + 1:]).split("\n## ")[0])
                 parts = re.split(r"(?<=[.!?])\s", body) if body else [""]
                 sentence = parts[0] if len(parts[0]) >= 60 or len(parts) == 1 else parts[0] + " " + parts[1]
@@ -105,7 +105,7 @@ def _readme_seconds(root: Path) -> dict[str, float]:
     if not readme.is_file():
         return {}
     out = {}
-    for m in re.finditer(r"^\|\s*(\d\d)\s*\|[^|]*\|\s*(\d+(?:\.\d+)?)\s*s\s*\|", readme.read_text(encoding="utf-8"), re.M):
+    for m in re.finditer(r"^\|\s*(\d\d[a-z]?)\s*\|[^|]*\|\s*(\d+(?:\.\d+)?)\s*s\s*\|", readme.read_text(encoding="utf-8"), re.M):
         out[m.group(1)] = float(m.group(2))
     return out
 
@@ -137,11 +137,11 @@ def course_map(root: str | os.PathLike | None = None) -> list[CourseEntry]:
             "$GVLIB_COURSE_ROOT to a checkout of the course")
     readme = _readme_seconds(found)
     entries = []
-    for path in sorted((found / "chapters").glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted((found / "chapters").glob("[0-9][0-9]*_*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))
         cells = _markdown_cells(nb)
         title, summary = _title_and_summary(cells, path.stem)
-        number = path.name[:2]
+        number = path.name.split("_", 1)[0]                 # "04", or "04b" for a chapter split in two
         prose = " ".join(cells)
         graded, points, written = _exercises(found / "solutions" / path.name)
         entries.append(CourseEntry(

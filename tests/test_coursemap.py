@@ -30,6 +30,7 @@ def _tree(tmp_path):
         _md("# 00 · First thing\n\nA GAN and its discriminator play a game. More text."),
         _md("## Later\nThe adversarial loss, then a latent code."),
     ])))
+    (tmp_path / "chapters" / "00b_c.ipynb").write_text(json.dumps(_nb([_md("# 00b · Split part\n\nThe second half.")])))
     (tmp_path / "chapters" / "11_b.ipynb").write_text(json.dumps(_nb([
         _md("# 11 · Second thing\n\nAn autoregressive model, like $p(x_i \\mid x_{<i})$ in PixelCNN, is exact."),
     ])))
@@ -46,8 +47,9 @@ def _tree(tmp_path):
 def test_map_of_a_synthetic_course(tmp_path):
     root = _tree(tmp_path)
     entries = coursemap.course_map(root)
-    assert [e.number for e in entries] == ["00", "11"]                      # whatever chapters/ holds, in order
-    first, second = entries
+    assert [e.number for e in entries] == ["00", "00b", "11"]                      # whatever chapters/ holds, in order
+    first, split, second = entries
+    assert split.title == "Split part"
     assert first.title == "First thing" and first.summary.startswith("A GAN and its discriminator play a game.")
     assert first.seconds == 7.0 and second.seconds is None                 # README time; never executed
     assert (first.exercises, first.points) == (0, 0.0)
@@ -55,7 +57,7 @@ def test_map_of_a_synthetic_course(tmp_path):
     assert first.mentions["implicit / adversarial (GAN)"] == 3 and first.mentions["latent-variable (VAE)"] == 1
     assert second.mentions["autoregressive"] == 2
     shares = coursemap.family_shares(entries)
-    assert shares.shape == (2, len(coursemap.FAMILIES)) and abs(shares.sum(1) - 1).max() < 1e-12
+    assert shares.shape == (3, len(coursemap.FAMILIES)) and abs(shares[[0, 2]].sum(1) - 1).max() < 1e-12
     table = coursemap.map_markdown(entries)
     assert "| 11 | **Second thing**" in table and "not run yet" in table and "2 graded, 5 points, 1 written" in table
     assert "$p(x_i \\mid x_{<i})$" in table                                # maths kept intact
@@ -66,7 +68,7 @@ def test_root_found_from_a_subfolder(tmp_path, monkeypatch):
     monkeypatch.delenv("GVLIB_COURSE_ROOT", raising=False)
     monkeypatch.chdir(root / "chapters")
     assert coursemap.find_course_root() == root.resolve()
-    assert len(coursemap.course_map()) == 2
+    assert len(coursemap.course_map()) == 3
 
 
 def test_without_a_checkout_the_error_says_what_to_do(tmp_path, monkeypatch):
@@ -79,5 +81,5 @@ def test_without_a_checkout_the_error_says_what_to_do(tmp_path, monkeypatch):
 
 def test_the_repository_map_lists_every_chapter():
     entries = coursemap.course_map(ROOT)
-    assert [e.notebook.name for e in entries] == sorted(p.name for p in (ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    assert [e.notebook.name for e in entries] == sorted(p.name for p in (ROOT / "chapters").glob("[0-9][0-9]*_*.ipynb"))
     assert all(e.title and e.summary for e in entries)
