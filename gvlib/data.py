@@ -1,4 +1,8 @@
-"""Data sets of the course (digits, MNIST, binarized MNIST, 2-D toys), a mini-batch loader and inpainting masks.
+"""Data sets of the course (the shipped MNIST subset, digits, MNIST, binarized MNIST, 2-D toys), a mini-batch loader
+and inpainting masks.
+
+The MNIST subset (`load_mnist_subset`) is a file inside the package and needs no network; everything below about
+folders and downloads concerns the full MNIST files.
 
 Where the files live: `data_root()` is `root`, else ``$GVLIB_DATA``, else ``$XDG_CACHE_HOME/gvlib``
 (``~/.cache/gvlib``); MNIST goes to ``<root>/mnist/`` and binarized MNIST to ``<root>/binarized_mnist/``,
@@ -29,9 +33,9 @@ from ._files import atomic_write, move_aside
 from ._validate import choice, positive_int, probability
 
 __all__ = [
-    "load_digits", "load_mnist", "load_binarized_mnist", "toy_2d", "toy_2d_log_prob", "centre_mask", "paste",
+    "load_digits", "load_mnist_subset", "load_mnist", "load_binarized_mnist", "toy_2d", "toy_2d_log_prob", "centre_mask", "paste",
     "loader", "data_root", "DATASETS", "DataError", "DataNotFoundError", "ChecksumError",
-    "DIGITS_SPLITS", "MNIST_MD5", "MNIST_MIRRORS", "MNIST_SPLITS", "BINARIZED_MNIST_SHA256",
+    "DIGITS_SPLITS", "MNIST_SUBSET_SPLITS", "MNIST_SUBSET_KINDS", "MNIST_SUBSET_SIZES", "MNIST_MD5", "MNIST_MIRRORS", "MNIST_SPLITS", "BINARIZED_MNIST_SHA256",
     "BINARIZED_MNIST_MIRRORS", "TOY_2D_NAMES", "RING8_MEANS", "RING8_STD", "RING8_RADIUS", "GRID25_MEANS", "GRID25_STD",
     "GRID25_SPACING",
 ]
@@ -79,10 +83,25 @@ BINARIZED_MNIST_SHA256 = {
 BINARIZED_MNIST_MIRRORS = ("http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",)
 BINARIZED_MNIST_SPLITS = ("train", "valid", "test")
 
+#: The MNIST subset that ships inside gvlib (gvlib/_data/mnist_subset.npz, built by scripts/make_mnist_subset.py):
+#: MNIST's 10,000 test images, in grey levels and in Larochelle & Murray's fixed binarization, with labels, in the
+#: order of one permutation by np.random.RandomState(MNIST_SUBSET_SEED), cut in that order into these splits.
+MNIST_SUBSET_FILE = "mnist_subset.npz"
+MNIST_SUBSET_SHA256 = "a71793a3e7087ce500eadc5623d16bd36cbb66e85032a53c13e66913082c3248"
+MNIST_SUBSET_SEED = 2011
+MNIST_SUBSET_SPLITS = {"train": 7000, "valid": 1000, "test": 2000}
+MNIST_SUBSET_KINDS = ("binary", "grey")
+MNIST_SUBSET_SIZES = (28, 14)
+
 #: Human-readable summary of what each loader returns (sizes per split, image shape, labels, origin).
 DATASETS = {
     "digits": {"loader": "load_digits", "splits": DIGITS_SPLITS, "image_shape": (8, 8), "labels": True,
                "source": "scikit-learn's bundled copy of the UCI optical digits (offline)"},
+    "mnist_subset": {"loader": "load_mnist_subset", "image_shape": (28, 28), "labels": True,
+                     "splits": MNIST_SUBSET_SPLITS, "kinds": MNIST_SUBSET_KINDS, "sizes": MNIST_SUBSET_SIZES,
+                     "checksum": "sha256 of the packaged .npz", "files": {MNIST_SUBSET_FILE: MNIST_SUBSET_SHA256},
+                     "source": "MNIST's test split (LeCun, Cortes & Burges; CC BY-SA 3.0) with Larochelle & Murray's "
+                               "(2011) fixed binarization of it; shipped inside gvlib (offline)"},
     "mnist": {"loader": "load_mnist", "folder": "mnist", "image_shape": (28, 28), "labels": True,
               "splits": {"train": 60_000, "train50k": 50_000, "valid": 10_000, "test": 10_000},
               "checksum": "md5 of the .gz file", "files": MNIST_MD5, "mirrors": MNIST_MIRRORS,
@@ -402,6 +421,94 @@ def load_binarized_mnist(split: str = "train", root=None, download: bool = True,
     packed = _binarized_packed(folder, f"binarized_mnist_{split}.amat", download,
                                f"binarized MNIST split {split!r}")
     return torch.from_numpy(np.unpackbits(packed, axis=1, count=_AMAT_D)).to(dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# The MNIST subset shipped with gvlib (28x28 digits offline): the cpu profile's legible digits
+# --------------------------------------------------------------------------------------------------
+
+def _subset_resource():
+    """The packaged file (an importlib.resources Traversable): gvlib/_data/mnist_subset.npz."""
+    from importlib import resources
+
+    return resources.files("gvlib") / "_data" / MNIST_SUBSET_FILE
+
+
+_SUBSET_FIX = ("It is part of gvlib and must not be edited: in a clone, restore it with "
+               "`git checkout -- gvlib/_data/mnist_subset.npz`; in an installed copy, reinstall "
+               "(`pip install --force-reinstall --no-deps gvlib`, or `pip install -e .` in the course's folder).")
+
+
+@functools.lru_cache(maxsize=1)
+def _subset_arrays(path: str, size: int, mtime_ns: int) -> dict:
+    """{"grey", "binary", "labels"} of the packaged file after checking its SHA-256; read-only, cached per version."""
+    p = Path(path)
+    blob = p.read_bytes()
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != MNIST_SUBSET_SHA256:  # never moved aside or deleted: it is the package's own file
+        raise ChecksumError(f"{p}: sha256 {actual} is not the expected {MNIST_SUBSET_SHA256} ({size} bytes: a "
+                            f"truncated, corrupted or edited copy). {_SUBSET_FIX}")
+    import io
+
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        arrays = {"grey": z["grey"], "binary": np.unpackbits(z["binary_packed"], axis=1, count=784),
+                  "labels": z["labels"].astype(np.int64)}
+    for a in arrays.values():
+        a.setflags(write=False)
+    return arrays
+
+
+def _downsample_2x2(pixels: np.ndarray, kind: str) -> np.ndarray:
+    """(n, 784) -> (n, 196): sums of the 2x2 blocks of each 28x28 image (uint16), or 0/1 by the binary rule."""
+    n = pixels.shape[0]
+    blocks = pixels.reshape(n, 14, 2, 14, 2).astype(np.uint16).sum(axis=(2, 4)).reshape(n, 196)
+    return (blocks >= 2).astype(np.uint8) if kind == "binary" else blocks
+
+
+def load_mnist_subset(split: str = "train", kind: str = "binary", size: int = 28,
+                      dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MNIST digits shipped with gvlib: x (n, size*size) in [0, 1], y (n,) int64; n = 7,000 | 1,000 | 2,000.
+
+    Offline, from the package's own file (checked against `MNIST_SUBSET_SHA256` on first use; a missing or
+    corrupted file raises an error naming it and saying how to restore it; it is never moved or deleted).
+    The 10,000 images are MNIST's test split (LeCun, Cortes & Burges; CC BY-SA 3.0), shuffled once
+    (`MNIST_SUBSET_SEED`) and cut into `split` "train" 7,000 | "valid" 1,000 | "test" 2,000: disjoint, fixed.
+    `kind`: "binary" = Larochelle & Murray's (2011) fixed binarization of each image (0/1), the images of the
+    binarized-MNIST likelihood literature; "grey" = grey levels v / 255 of the same images.
+    `size`: 28, or 14 for 14x14 images made from 2x2 blocks: the block's mean grey level, or for "binary" 1
+    where at least 2 of the block's 4 pixels are 1. Rows are row-major images (``x.view(-1, size, size)``).
+    For full-scale work (60,000 training images) use `load_mnist` or `load_binarized_mnist`.
+    """
+    choice("MNIST subset split", split, tuple(MNIST_SUBSET_SPLITS))
+    choice("MNIST subset kind", kind, MNIST_SUBSET_KINDS)
+    if isinstance(size, bool) or size not in MNIST_SUBSET_SIZES:
+        raise ValueError(f"MNIST subset size must be one of {', '.join(map(str, MNIST_SUBSET_SIZES))} "
+                         f"(pixels per side), got {size!r}")
+    _check_dtype(dtype)
+    from importlib import resources
+
+    resource = _subset_resource()
+    try:
+        with resources.as_file(resource) as path:  # a real path even when gvlib is imported from a zip
+            arrays = _subset_arrays(*_stat_key(path))
+    except FileNotFoundError as e:
+        raise DataNotFoundError(f"{resource}: the MNIST subset that ships with gvlib is missing. {_SUBSET_FIX}") from e
+    start = 0
+    for name, n in MNIST_SUBSET_SPLITS.items():
+        if name == split:
+            break
+        start += n
+    rows = slice(start, start + MNIST_SUBSET_SPLITS[split])
+    pixels = arrays[kind][rows]
+    if size == 14:
+        pixels = _downsample_2x2(pixels, kind)
+        scale = 1 if kind == "binary" else 4 * 255
+    else:
+        scale = 1 if kind == "binary" else 255
+    x = torch.from_numpy(np.array(pixels)).to(dtype)
+    if scale != 1:
+        x.div_(scale)
+    return x, torch.from_numpy(np.array(arrays["labels"][rows]))
 
 
 # --------------------------------------------------------------------------------------------------
