@@ -17,6 +17,8 @@ JOBS ?= 2
 LAB_PORT ?= 8888
 LAB_IP ?= 127.0.0.1
 LAB_ARGS ?=
+# The learner's working copy that make lab opens (ignored by git; see coursekit workspace).
+WORK ?= my-work
 # nbval: seconds a single cell may run
 CELL_TIMEOUT ?= 300
 CHAPTERS ?= chapters/*.ipynb
@@ -47,11 +49,12 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) --
 XDIST := $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist loadfile,)
 TIMED = sh -c 't0=$$(date +%s); "$$@"; rc=$$?; echo "== $$0: $$(( $$(date +%s) - t0 )) s (exit $$rc)"; exit $$rc'
 
-.PHONY: install lab test unit notebooks test-portable test-grader exercises execute bench gpu-check clean help \
+.PHONY: install lab lab-refresh test unit notebooks test-portable test-grader exercises execute bench gpu-check clean help \
         docs-install web-assets book slides gallery gallery-check test-browser test-docs
 
 help:
-	@echo "make lab            create .venv if needed, install the course, start JupyterLab on chapters/"
+	@echo "make lab            create .venv if needed, install the course, copy the notebooks to my-work/, start JupyterLab there"
+	@echo "make lab-refresh    bring the course's newer notebooks into my-work/ (your edited ones are kept, the new one beside)"
 	@echo "make test           install if needed, run unit tests, every notebook (nbval) and the exercise checks"
 	@echo "make test-portable  the chapters again on other random streams and portable CPU kernels"
 	@echo "make execute        re-execute notebooks in place (NB=chapters/01_elbo.ipynb for one)"
@@ -119,11 +122,17 @@ test-docs: $(DOCS_STAMP) $(WEB_STAMP)
 	$(THREADS_ENV) COURSE_NO_SKIP=1 $(BIN)/python -m pytest -ra --durations=5 \
 	  tests/test_book.py tests/test_slides.py tests/test_gallery.py tests/test_browser.py
 
+# JupyterLab on the learner's working copy (my-work/, ignored by git): running a chapter never dirties what git pull
+# updates. The copy is made once; `make lab-refresh` brings in the course's newer notebooks without losing edits.
 lab: $(STAMP)
+	$(BIN)/coursekit workspace --dest $(WORK)
 	$(RUN_ENV) GVLIB_QUIET= $(BIN)/jupyter lab --ServerApp.root_dir=. --ip=$(LAB_IP) --port=$(LAB_PORT) \
 	  $$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ] || echo --no-browser ) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) \
-	  $(LAB_ARGS) chapters/00_start_here.ipynb
+	  $(LAB_ARGS) $(WORK)/chapters/00_start_here.ipynb
+
+lab-refresh: $(STAMP)
+	$(BIN)/coursekit workspace --dest $(WORK) --refresh
 
 unit: $(STAMP)
 	$(THREADS_ENV) $(BIN)/python -m pytest $(XDIST) tests -ra --durations=15

@@ -16,6 +16,7 @@ USAGE = """usage: coursekit COMMAND [options]
   slides    a reveal.js deck per chapter, laid out from the notebook's structure (`coursekit slides --help`)
   gallery   regenerate (or --check) the README's gallery and chapter table
   claims    every checked claim of notebooks, executed with several seed offsets, as a table (`coursekit claims --help`)
+  workspace a learner's working copy in my-work/ that `git pull` never touches (`coursekit workspace --help`)
 """
 
 
@@ -94,7 +95,7 @@ def _main(argv: list[str] | None = None) -> int:
     if cmd == "bench":
         from .bench import main as bench_main
         return bench_main(rest) or 0
-    if cmd in ("book", "slides", "gallery", "claims"):
+    if cmd in ("book", "slides", "gallery", "claims", "workspace"):
         import importlib
         return importlib.import_module(f"coursekit.{cmd}").main(rest)
     print(f"coursekit: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
