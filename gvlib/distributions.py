@@ -97,3 +97,31 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, k: int | None = None)
         raise ValueError(f"k must be a positive int (the number of samples), got {k!r}")
     eps = torch.randn((k, *mu.shape), dtype=mu.dtype, device=mu.device)
     return mu + std * eps
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Full-covariance Gaussians through Cholesky factors (chapter 03, section 2b). Appended block: KL between two
+# Gaussians N(mu0, L0 L0^T) and N(mu1, L1 L1^T) with triangular solves, no explicit inverse or determinant.
+# ---------------------------------------------------------------------------------------------------------------
+__all__ += ["kl_mvn_tril"]
+
+
+def kl_mvn_tril(mu0: torch.Tensor, L0: torch.Tensor, mu1: torch.Tensor, L1: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu0, L0 L0^T) || N(mu1, L1 L1^T)) = 1/2 (||L1^-1 L0||_F^2 + ||L1^-1 (mu1 - mu0)||^2 - d) + sum log|diag L1| - sum log|diag L0|.
+
+    mu: (..., d), L: (..., d, d) lower-triangular with non-zero diagonal (a Cholesky factor) -> (...). The trace term
+    tr(S1^-1 S0) = ||L1^-1 L0||_F^2 and the Mahalanobis term come from triangular solves with L1; the log-determinants
+    are 2 sum log|diag L|, so no inverse and no determinant is ever formed.
+    """
+    mu0, L0, mu1, L1 = (_as_tensor(n, v) for n, v in (("mu0", mu0), ("L0", L0), ("mu1", mu1), ("L1", L1)))
+    for name, L, mu in (("L0", L0, mu0), ("L1", L1, mu1)):
+        if L.dim() < 2 or L.shape[-1] != L.shape[-2] or L.shape[-1] != mu.shape[-1]:
+            raise ValueError(f"{name} must be (..., d, d) with d = mu's last dim {mu.shape[-1]}, got {tuple(L.shape)}")
+    batch = torch.broadcast_shapes(mu0.shape[:-1], L0.shape[:-2], mu1.shape[:-1], L1.shape[:-2])
+    d = mu0.shape[-1]
+    L1b = L1.expand(*batch, d, d)
+    M = torch.linalg.solve_triangular(L1b, L0.expand(*batch, d, d), upper=False)          # L1^-1 L0, (..., d, d)
+    a = torch.linalg.solve_triangular(L1b, (mu1 - mu0).expand(*batch, d).unsqueeze(-1), upper=False).squeeze(-1)
+    logdet = (torch.log(torch.diagonal(L1, dim1=-2, dim2=-1).abs()).sum(-1)
+              - torch.log(torch.diagonal(L0, dim1=-2, dim2=-1).abs()).sum(-1))             # 1/2 log det S1 / det S0
+    return 0.5 * (M.pow(2).sum((-2, -1)) + a.pow(2).sum(-1) - d) + logdet
