@@ -93,6 +93,27 @@ def free_names(code: str, known) -> list[str]:
     return sorted(n for n in loads - stores if n not in _BUILTIN_NAMES and n not in known)
 
 
+# Modules a test may read from the student's namespace (`import math` in an answer cell, `math.pi` in the test):
+# the test gets the grader's own copy, imported here by name, never the student's object. Only the standard
+# library and the course's own dependencies: a name the student chose cannot make the grader import their file.
+_MODULE_ROOTS = frozenset(getattr(sys, "stdlib_module_names", ())) | {
+    "torch", "numpy", "scipy", "matplotlib", "gvlib", "coursekit"}
+
+
+def trusted_module(name):
+    """The grader's import of module `name` when it is one a test may use, else None."""
+    import importlib
+
+    if not isinstance(name, str) or len(name) > 100 or not all(p.isidentifier() for p in name.split(".")):
+        return None
+    if name.split(".")[0] not in _MODULE_ROOTS:
+        return None
+    try:
+        return importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - not importable here: the test sees the usual TypeError
+        return None
+
+
 # ------------------------------------------------------------------------------------------------ the channel
 class Channel:
     def __init__(self, to_worker: int, from_worker: int, limit: int):
@@ -628,6 +649,8 @@ def _grade(job, student: Student, emit, log, started, shell, base_ns, setup_erro
                         ns[name] = kind[1]
                     elif kind[0] == "callable":
                         ns[name] = StudentFunction(name, link)
+                    elif kind[0] == "module" and len(kind) == 2 and trusted_module(kind[1]) is not None:
+                        ns[name] = trusted_module(kind[1])  # the grader's own copy: `import torch` in an answer cell
                     else:
                         what = sanitize(kind[1] if len(kind) > 1 and isinstance(kind[1], str) else "an object", 80)
                         raise TypeError(f"your {name} is {what}, neither data nor a function (tests read tensors, "

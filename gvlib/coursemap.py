@@ -27,7 +27,7 @@ FAMILIES = {
     "latent-variable (VAE)": r"\blatent|\bVAEs?\b|\bELBO\b|\bencoder",
     "autoregressive": r"autoregressive|PixelCNN|WaveNet|\bPixelRNN",
     "implicit / adversarial (GAN)": r"\bGANs?\b|adversarial|discriminator",
-    "energy- and score-based": r"energy-based|\benergy\b|\bRBMs?\b|Boltzmann|score matching|score-based|score of the data|diffusion",
+    "energy- and score-based": r"energy-based|(?<!free )\benergy\b|\bRBMs?\b|Boltzmann|score matching|score-based|score of the data|diffusion",
 }
 
 
@@ -104,8 +104,9 @@ def _readme_seconds(root: Path) -> dict[str, float]:
     readme = root / "README.md"
     if not readme.is_file():
         return {}
-    out = {}
-    for m in re.finditer(r"^\|\s*(\d\d[a-z]?)\s*\|[^|]*\|\s*(\d+(?:\.\d+)?)\s*s\s*\|", readme.read_text(encoding="utf-8"), re.M):
+    out = {}  # keyed by the notebook's file name: the three parts of chapter 09 share the number "09"
+    for m in re.finditer(r"^\|\s*\d\d[a-z]?\s*\|[^|]*\]\(chapters/([^)|]+\.ipynb)\)[^|]*\|\s*(\d+(?:\.\d+)?)\s*s\s*\|",
+                         readme.read_text(encoding="utf-8"), re.M):
         out[m.group(1)] = float(m.group(2))
     return out
 
@@ -146,7 +147,7 @@ def course_map(root: str | os.PathLike | None = None) -> list[CourseEntry]:
         graded, points, written = _exercises(found / "solutions" / path.name)
         entries.append(CourseEntry(
             number=number, title=title, summary=summary, notebook=path.relative_to(found),
-            seconds=readme.get(number, _notebook_seconds(nb)), exercises=graded, points=points, written=written,
+            seconds=readme.get(path.name, _notebook_seconds(nb)), exercises=graded, points=points, written=written,
             mentions={fam: len(re.findall(rx, prose, flags=re.I)) for fam, rx in FAMILIES.items()}))
     return entries
 

@@ -628,6 +628,29 @@ def test_non_data_answer(course_dir):
     assert "neither data nor a function" in o.payload["exercises"][3]["error"]
 
 
+@needs_bwrap
+def test_module_answers(course_dir):
+    # a module crosses by its name only: the test gets the grader's own import, or a TypeError for other names
+    o = _attack(course_dir, "an answer that is a made-up module", {
+        "answer": "import sys, types\nanswer = types.ModuleType('answer_mod')\nanswer.__eq__ = lambda o: True\n"
+                  "sys.modules['answer_mod'] = answer"})
+    _expect(o, answer=0)
+    assert "neither data nor a function" in o.payload["exercises"][3]["error"]
+    _expect(_attack(course_dir, "an answer that is a real module", {"answer": "import math as answer"}), answer=0)
+
+
+def test_trusted_module_imports_only_known_roots(tmp_path, monkeypatch):
+    from coursekit.runner import trusted_module
+
+    import math
+    import torch.distributions
+    assert trusted_module("math") is math and trusted_module("torch.distributions") is torch.distributions
+    (tmp_path / "plantedmod.py").write_text("raise SystemExit('imported a student file')")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("plantedmod", "torch..x", "", "math; import os", 3, "x" * 200, "numpy.not_a_module_here"):
+        assert trusted_module(name) is None, name
+
+
 # ------------------------------------------------------------------------------------------------ --no-sandbox
 def test_no_sandbox_still_decides_verdicts_outside(course_dir):
     src = WRONG + "\nimport builtins\nbuiltins.abs = lambda x: 0\nbuiltins.isinstance = lambda *a: True"

@@ -28,7 +28,7 @@ def _tree(tmp_path):
     (tmp_path / "solutions").mkdir()
     (tmp_path / "chapters" / "00_a.ipynb").write_text(json.dumps(_nb([
         _md("# 00 · First thing\n\nA GAN and its discriminator play a game. More text."),
-        _md("## Later\nThe adversarial loss, then a latent code."),
+        _md("## Later\nThe adversarial loss, then a latent code; its free energy is no energy-based model."),
     ])))
     (tmp_path / "chapters" / "00b_c.ipynb").write_text(json.dumps(_nb([_md("# 00b · Split part\n\nThe second half.")])))
     (tmp_path / "chapters" / "11_b.ipynb").write_text(json.dumps(_nb([
@@ -40,7 +40,8 @@ def _tree(tmp_path):
         _code("assert True", grade=True, points=2),
         _md("answer", grade=True, points=0, solution=True),
     ])))
-    (tmp_path / "README.md").write_text("| 00 | [First](chapters/00_a.ipynb) | 7 s | none |\n")
+    (tmp_path / "README.md").write_text("| 00 | [First](chapters/00_a.ipynb) | 7 s | none |\n"
+                                        "| 00 | [Split](chapters/00b_c.ipynb) | 9 s | none |\n")
     return tmp_path
 
 
@@ -52,9 +53,11 @@ def test_map_of_a_synthetic_course(tmp_path):
     assert split.title == "Split part"
     assert first.title == "First thing" and first.summary.startswith("A GAN and its discriminator play a game.")
     assert first.seconds == 7.0 and second.seconds is None                 # README time; never executed
+    assert split.seconds == 9.0                                            # by file name: same number, own time
     assert (first.exercises, first.points) == (0, 0.0)
     assert (second.exercises, second.points, second.written) == (2, 5.0, 1)
     assert first.mentions["implicit / adversarial (GAN)"] == 3 and first.mentions["latent-variable (VAE)"] == 1
+    assert first.mentions["energy- and score-based"] == 1                 # "free energy" is the ELBO's, not a family
     assert second.mentions["autoregressive"] == 2
     shares = coursemap.family_shares(entries)
     assert shares.shape == (3, len(coursemap.FAMILIES)) and abs(shares[[0, 2]].sum(1) - 1).max() < 1e-12
