@@ -84,7 +84,7 @@ def _allowed(root: Path) -> set[tuple[str, str]]:
 
 
 def _numbered(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p for p in folder.glob("[0-9][0-9]*_*.ipynb"))
 
 
 def toc(chapters: list[str], exercises: list[str]) -> dict:

@@ -10,7 +10,7 @@ USAGE = """usage: coursekit COMMAND [options]
   build     write exercises/ from the masters in solutions/
   check     fail when exercises/ is out of date, leaks an answer, or a notebook has a kernelspec JupyterLab rewrites
   execute   re-execute notebooks in place (NB [NB ...])
-  grade     grade a student's notebook (see `coursekit grade --help`)
+  grade     grade a student's notebook, or a folder of submissions into a gradebook (`coursekit grade --help`)
   bench     the speed table of gvlib's estimator and of a training epoch (see `coursekit bench --help`)
   book      the course as a static website (jupyter-book 1.x, no re-execution; `coursekit book --help`)
   slides    a reveal.js deck per chapter, laid out from the notebook's structure (`coursekit slides --help`)

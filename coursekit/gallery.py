@@ -59,7 +59,7 @@ class ChapterRow:
 
 
 def _numbered(folder: Path) -> list[Path]:
-    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(folder.glob("[0-9][0-9]*_*.ipynb"))
 
 
 def _heading(nb, fallback: str) -> str:
@@ -72,7 +72,7 @@ def _heading(nb, fallback: str) -> str:
 
 
 def _short_title(heading: str) -> str:
-    return re.sub(r"^\d\d\s*[·:.-]\s*", "", heading).strip()
+    return re.sub(r"^\d\d[a-z]?\s*[·:.-]\s*", "", heading).strip()
 
 
 def figures(root: Path) -> list[Figure]:
@@ -130,7 +130,7 @@ def chapter_rows(root: Path) -> list[ChapterRow]:
             n, points = len(graded), sum(e.points for e in graded)
             written = sum(1 for c in m.cells if c.cell_type == "markdown" and nbgrader_meta(c).get("solution"))
         exercise = root / "exercises" / path.name
-        rows.append(ChapterRow(path.name[:2], _short_title(_heading(nb, path.stem)), path.relative_to(root),
+        rows.append(ChapterRow(path.name.split("_")[0], _short_title(_heading(nb, path.stem)), path.relative_to(root),
                                run_seconds(nb), n, points, written,
                                exercise.relative_to(root) if exercise.exists() else None))
     return rows

@@ -1,6 +1,6 @@
 """pytest plugin (`-p coursekit.nbtime`): print each notebook's run time under nbval, and the total.
 
-The course promises every notebook in under 60 s on a 2-core CPU (90 s for 06-09) and `make test` in
+The course promises every notebook in under 60 s on a 2-core CPU (90 s for 06-10) and `make test` in
 under 8 minutes; this table keeps those budgets visible in every CI log. Under pytest-xdist the times are
 summed from the workers' reports, so they are per notebook whichever worker ran it.
 """
@@ -11,7 +11,7 @@ from collections import defaultdict
 
 _times: dict[str, float] = defaultdict(float)
 _failed: set[str] = set()
-BUDGET_S = {"06": 90.0, "07": 90.0, "08": 90.0, "09": 90.0}
+BUDGET_S = {"06": 90.0, "07": 90.0, "08": 90.0, "09": 90.0, "10": 90.0}
 DEFAULT_BUDGET_S = 60.0
 
 

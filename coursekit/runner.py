@@ -1,7 +1,11 @@
 """The grader's trusted process: runs the master's setup and test cells; the student's cells run in the sandbox.
 
-Started by coursekit.grade (never by hand): it reads one job (JSON) on stdin and writes one JSON object per
-line on stdout (``log``, ``result``, ``done``, ``fatal``).
+Started by coursekit.grade (never by hand), once per master: it reads the master's part of the job (a line of
+JSON) on stdin, limits its own address space, runs the master's setup cells once and answers ``ready``; then, for
+each further line (one submission), it forks a child that grades it and writes one JSON object per line on stdout
+(``log``, ``result``, ``done``, ``fatal``, ``cpu``), and answers ``end`` once that child is gone. A batch thus pays
+the trusted side's start-up (IPython, torch, the setup cells) once, and each submission still gets a process of
+its own whose changes to modules or random state end with it.
 
 - The student's cells run in order in the sandboxed worker (coursekit/_worker.py, see coursekit.sandbox).
 - Each test cell of the master runs HERE, in this process, in a namespace made of the master's setup cells
@@ -103,7 +107,7 @@ class Channel:
     def receive(self, rid: int, deadline: float) -> dict:
         """The answer to request `rid`; earlier answers (of requests given up on) are skipped."""
         while True:
-            msg = wire.decode(wire.read_frame(self.r, deadline, self.limit), self.limit)
+            msg = wire.decode(wire.read_frame(self.r, deadline, self.limit), self.limit, deadline=deadline)
             if not isinstance(msg, dict):
                 raise wire.WireError("an answer that is not a dict")
             if msg.get("id") == rid:
@@ -155,6 +159,16 @@ class Student:
         for f in ("worker.py", "wire.py"):
             os.chmod(os.path.join(self.runtime, f), 0o644)
         self.notes: list[str] = []
+        self.identity = None
+        self.cgroup = None
+        self.worker_h = None
+        if self.mode == "bwrap":
+            self.identity = sandbox.claim_identity()
+        self.cgroup, note = sandbox.make_cgroup(f"coursekit-{os.getpid()}-{time.monotonic_ns()}",
+                                                self.limits.processes, self.limits.memory)
+        self.notes.append(note)
+        if self.identity is not None:
+            self.notes.append(f"its own user: host uid {self.identity.uid}")
 
     # -- time
     def left(self) -> float:
@@ -169,17 +183,22 @@ class Student:
     def start(self):
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        name = os.path.basename(self.job["submission"]) or "submission.ipynb"
-        sub_fd = os.open(self.job["submission"], os.O_RDONLY)
+        name = self.job["submission_name"]
+        data = self.job["submission_text"].encode("utf-8", "surrogateescape")
+        sub_fd = os.memfd_create("submission", os.MFD_CLOEXEC) if hasattr(os, "memfd_create") else \
+            os.open(tempfile.mkstemp(dir=self.runtime)[1], os.O_RDWR)
+        os.write(sub_fd, data)
+        os.lseek(sub_fd, 0, os.SEEK_SET)
         workdir = None
         try:
             if self.mode == "bwrap":
                 plan = sandbox.plan_bwrap(self.runtime, sub_fd, name, (req_r, rep_w), self.job["protected"],
-                                          self.limits, self.job.get("extra_ro", []))
+                                          self.limits, self.job.get("extra_ro", []), self.identity, self.cgroup)
             else:
                 workdir = tempfile.mkdtemp(prefix="coursekit-student-")
-                shutil.copy(self.job["submission"], os.path.join(workdir, name))
-                plan = sandbox.plan_plain(self.runtime, workdir, (req_r, rep_w), self.limits)
+                with open(os.path.join(workdir, name), "wb") as f:
+                    f.write(data)
+                plan = sandbox.plan_plain(self.runtime, workdir, (req_r, rep_w), self.limits, self.cgroup)
             for n in plan.notes:
                 if n not in self.notes:
                     self.notes.append(n)
@@ -210,10 +229,15 @@ class Student:
                 raise SandboxFailure("could not find the student's process")
             self.keep.add(self.worker)
             self.tree_root = self.proc.pid
+            self.worker_h = sandbox.open_pidfd(self.worker, sandbox.descendants(self.proc.pid) | {self.proc.pid})
         else:
             self.worker = self.proc.pid
             self.keep = {self.worker}
             self.tree_root = os.getpid()
+            self.worker_h = sandbox.open_pidfd(self.worker, {os.getpid()})
+        if self.worker_h is None:
+            self.kill()
+            raise SandboxFailure("the student's process was gone before it started")
 
     def _stderr(self) -> str:
         try:
@@ -224,9 +248,14 @@ class Student:
 
     def kill(self):
         """Kill the student's process and everything it started; wait until none is left."""
+        if self.worker_h is not None:
+            sandbox.close_pidfd(self.worker_h)
+            self.worker_h = None
         if self.proc is not None:
             sandbox.kill_tree(self.proc.pid, include_root=True)
             sandbox.kill_tree(os.getpid(), keep=set())
+            if self.cgroup is not None:
+                self.cgroup.kill()
             try:
                 self.proc.stderr.close()
             except OSError:
@@ -248,6 +277,10 @@ class Student:
             except Exception:
                 pass
         self.kill()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if self.identity is not None:
+            self.identity.release()
         shutil.rmtree(self.runtime, ignore_errors=True)
 
     def sweep(self):
@@ -255,7 +288,7 @@ class Student:
         sandbox.kill_tree(self.tree_root, keep=self.keep)
 
     def worker_alive(self) -> bool:
-        return self.proc is not None and sandbox._alive(self.worker)
+        return self.proc is not None and sandbox.pidfd_alive(self.worker_h)
 
     def restart(self, reason: str):
         """A new sandbox, with the cells that had finished replayed; at most `restarts` times per submission."""
@@ -295,7 +328,8 @@ class Student:
             if self.left() <= 0:
                 raise BudgetExhausted(f"the submission's time budget ({self.job['budget']:g} s) ran out")
             try:  # an interrupt stops most loops; the cell's partial effects stay, as in Jupyter
-                os.kill(self.worker, signal.SIGINT)
+                if self.worker_h is None or not sandbox.send_signal(self.worker_h, signal.SIGINT):
+                    raise OSError("the student's process is gone")
                 msg = self.chan.receive(rid, min(time.monotonic() + 5.0, self.deadline + 5.0))
                 return "timeout", f"timed out after {self.timeout:g} s"
             except (wire.WireTimeout, EOFError, wire.WireError, OSError):
@@ -442,12 +476,15 @@ def _cancel_alarm():
 
 
 def main() -> int:
-    out = os.fdopen(os.dup(1), "w", buffering=1)
+    """Serve: read the master's part of the job (a line of JSON), run its setup cells once, then for each line that
+    follows (a submission) fork a child that grades it, and answer ``end`` when that child has finished."""
+    out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 1)
     os.close(null)
     sys.stdout = open(os.devnull, "w")  # what the tests print goes nowhere
-    job = json.loads(sys.stdin.read())
+    master = json.loads(sys.stdin.readline())
+    _limit_memory(master.get("trusted_memory"))
     sandbox.set_subreaper()
 
     def stop(signum, frame):  # the grader's command died or was interrupted: clean up and go
@@ -458,16 +495,91 @@ def main() -> int:
     def emit(**event):
         out.write(json.dumps(event) + "\n")
 
+    t0 = time.monotonic()
+    shell, base_ns, setup_error = _prepare(master)
+    emit(event="ready", seconds=round(time.monotonic() - t0, 3))
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        try:
+            job = dict(master, **json.loads(line))
+        except ValueError:
+            return 1
+        pid = os.fork()
+        if pid == 0:
+            rc = 1
+            try:
+                signal.signal(signal.SIGTERM, stop)
+                sandbox.set_subreaper()
+                sandbox.die_with_parent(signal.SIGTERM)
+                rc = _one(job, emit, shell, base_ns, setup_error)
+            except BaseException:
+                pass
+            finally:
+                try:
+                    out.flush()
+                finally:
+                    os._exit(rc)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                status = 0
+                break
+        sandbox.kill_tree(os.getpid())
+        sandbox.reap()
+        emit(event="end", status=status)
+
+
+def _limit_memory(nbytes) -> None:
+    """The trusted process's own address-space limit: what a student's data makes it allocate is bounded."""
+    if isinstance(nbytes, int) and nbytes > 0:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard == resource.RLIM_INFINITY or nbytes < hard:
+            resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+
+
+def _prepare(master):
+    """The trusted IPython shell with the master's setup cells run: (shell, its namespace, the setup's error)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    cfg = Config()
+    cfg.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=cfg)
+    setup_error = ""
+    for src in master["setup"]:
+        res = shell.run_cell(src, store_history=False)
+        err = res.error_before_exec or res.error_in_exec
+        if err is not None:
+            setup_error = f"the master's setup cells failed in the grader: {describe_error(err)}"
+            break
+    return shell, dict(shell.user_ns), setup_error
+
+
+def _one(job, emit, shell, base_ns, setup_error) -> int:
+    """Grade one submission (in a child of the serving process)."""
     def log(text):
         if job.get("verbose"):
             emit(event="log", text=text)
 
-    student = Student(job, log)
     started = time.monotonic()
+    student = None
     try:
-        return _grade(job, student, emit, log, started)
+        student = Student(job, log)
+        return _grade(job, student, emit, log, started, shell, base_ns, setup_error)
+    except sandbox.SandboxUnavailable as exc:
+        emit(event="fatal", error=str(exc))
+        return 1
     finally:
-        student.stop()
+        if student is not None:
+            student.stop()
         sandbox.kill_tree(os.getpid())
         sandbox.reap()
         import resource
@@ -477,10 +589,7 @@ def main() -> int:
              student=round(kids.ru_utime + kids.ru_stime, 2))
 
 
-def _grade(job, student: Student, emit, log, started) -> int:
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
+def _grade(job, student: Student, emit, log, started, shell, base_ns, setup_error) -> int:
     try:
         student.start()
     except (SandboxFailure, BudgetExhausted) as exc:
@@ -488,17 +597,6 @@ def _grade(job, student: Student, emit, log, started) -> int:
         return 1
     log(f"sandbox: {job['sandbox']}, started in {time.monotonic() - started:.1f} s")
 
-    cfg = Config()
-    cfg.HistoryManager.enabled = False
-    shell = InteractiveShell.instance(config=cfg)
-    setup_error = ""
-    for src in job["setup"]:
-        res = shell.run_cell(src, store_history=False)
-        err = res.error_before_exec or res.error_in_exec
-        if err is not None:
-            setup_error = f"the master's setup cells failed in the grader: {describe_error(err)}"
-            break
-    base_ns = dict(shell.user_ns)
     tests = {t["grade_id"]: t for t in job["tests"]}
     owner = {aid: t["grade_id"] for t in job["tests"] for aid in t["answer_ids"]}
     hints: dict[str, str] = {}
@@ -566,6 +664,7 @@ def _grade(job, student: Student, emit, log, started) -> int:
     budget_note = ""
     for cell in job["cells"]:
         gid = cell.get("grade_id")
+        gid = gid if isinstance(gid, str) else None
         if gid in tests:
             if gid not in done:
                 run_test(gid)
@@ -587,7 +686,7 @@ def _grade(job, student: Student, emit, log, started) -> int:
         if t["grade_id"] not in done:
             run_test(t["grade_id"])
     emit(event="done", sandbox=job["sandbox"], restarts=student.restarts,
-         seconds=round(time.monotonic() - started, 3))
+         seconds=round(time.monotonic() - started, 3), notes=student.notes)
     return 0
 
 

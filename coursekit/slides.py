@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--annotate", type=Path, metavar="DIR",
                    help="instead of decks, write copies of the notebooks with the slide metadata into DIR")
     args = p.parse_args(argv)
-    notebooks = args.notebooks or sorted(Path("chapters").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = args.notebooks or sorted(Path("chapters").glob("[0-9][0-9]*_*.ipynb"))
     if not notebooks:
         print("error: no notebooks given and none in chapters/", file=sys.stderr)
         return 2

@@ -6,6 +6,13 @@ frozenset, torch tensors and numpy arrays (numeric and bool dtypes) and numpy sc
 as it reads (sizes, nesting depth, item count, dtypes from a fixed list): an object of the student's cannot
 cross, whatever its type claims, so a patched ``__eq__`` or a tensor subclass stays on the student's side.
 
+The decoder is written for bytes made by a hostile process: every failure (malformed bytes, an exception of
+numpy or torch, running out of memory or stack) comes out as WireError, the only error it raises; what it
+builds is bounded (MAX_ITEMS values in all, a memory cost of at most MAX_COST_FACTOR times the message's size
+plus COST_ALLOWANCE, MAX_DEPTH levels); it checks a deadline as it goes; and dict keys and set elements may only be None, bool, str
+or ints below 2**61 - 1 in size, whose hashes cannot be made to collide (str hashes are salted per process; such
+ints hash to themselves), so no set or dict can be built in quadratic time.
+
 This module needs only the standard library; numpy and torch are imported when a value needs them. The
 sandbox loads a copy of this file by path (it cannot import coursekit).
 
@@ -27,9 +34,14 @@ MAGIC = b"CKW1"
 HEADER = struct.Struct("<4sQ")
 DEFAULT_LIMIT = 64 * 1024 * 1024   # bytes of one message
 MAX_DEPTH = 64
-MAX_ITEMS = 4_000_000
+MAX_ITEMS = 1_000_000
+MAX_COST_FACTOR = 8                # bytes of objects built per byte of message, at most (plus COST_ALLOWANCE)
+COST_ALLOWANCE = 128 * 1024 * 1024
+ITEM_COST = 64                     # bytes counted per value built
+_HASH_MODULUS = (1 << 61) - 1      # sys.hash_info.modulus on 64-bit CPython: smaller ints hash to themselves
 MAX_INT_DIGITS = 4300
 MAX_NDIM = 32
+MAX_DIM = 1 << 40             # elements along one dimension (an empty tensor could claim any)
 TORCH_DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128",
                 "int8", "int16", "int32", "int64", "uint8", "bool")
 _NUMPY_KINDS = "biufc"
@@ -52,6 +64,17 @@ def describe_type(value) -> str:
     mod = getattr(t, "__module__", "") or ""
     name = getattr(t, "__qualname__", getattr(t, "__name__", "object"))
     return name if mod in ("builtins", "") else f"{mod}.{name}"
+
+
+def _check_key(k, what: str, error) -> None:
+    """Dict keys and set elements: None, bool, str, or an int of size below 2**61 - 1 (hashes that cannot collide)."""
+    if k is None or k is True or k is False or type(k) is str:
+        return
+    if type(k) is int and -_HASH_MODULUS < k < _HASH_MODULUS:
+        return
+    if isinstance(k, int) and not isinstance(k, bool):
+        raise error(f"{what} that is an int of size 2**61 or more")
+    raise error(f"{what} of type {describe_type(k)} (only str, bool, None and ints below 2**61 may be keys or set elements)")
 
 
 # ------------------------------------------------------------------------------------------------ encoding
@@ -138,6 +161,8 @@ class _Encoder:
                 out += tag
                 self._u32(len(items))
                 for x in items:
+                    if tag in (b"S", b"Z"):
+                        _check_key(x, "a set element", NotData)
                     self.put(x, depth + 1)
                 return
         if isinstance(v, dict):
@@ -145,6 +170,7 @@ class _Encoder:
             out += b"d"
             self._u32(len(items))
             for k, x in items:
+                _check_key(k, "a dict key", NotData)
                 self.put(k, depth + 1)
                 self.put(x, depth + 1)
             return
@@ -208,23 +234,39 @@ class _Encoder:
 
 
 # ------------------------------------------------------------------------------------------------ decoding
-def decode(data: bytes, limit: int = DEFAULT_LIMIT):
-    """The data that `data` encodes; WireError for anything malformed. Builds only plain data."""
+def decode(data: bytes, limit: int = DEFAULT_LIMIT, deadline: float | None = None):
+    """The data that `data` encodes; WireError for anything malformed, too costly or too slow to decode (past
+    `deadline`, a time.monotonic() value), and for any other failure while decoding. Builds only plain data."""
     if len(data) > limit:
         raise WireError(f"message of {len(data)} bytes, over the limit of {limit}")
-    d = _Decoder(memoryview(data))
-    value = d.get(0)
-    if d.pos != len(data):
-        raise WireError("trailing bytes after the value")
-    return value
+    try:
+        d = _Decoder(memoryview(data), deadline, MAX_COST_FACTOR * len(data) + COST_ALLOWANCE)
+        value = d.get(0)
+        if d.pos != len(data):
+            raise WireError("trailing bytes after the value")
+        return value
+    except WireError:
+        raise
+    except RecursionError:
+        raise WireError("nested too deep") from None
+    except MemoryError:
+        raise WireError("out of memory while decoding") from None
+    except Exception as exc:  # numpy's, torch's or struct's errors on bytes made to break them
+        raise WireError(f"malformed data ({type(exc).__name__})") from None
 
 
 _DTYPE_RE_CHARS = set("<>|=")
 
 
 class _Decoder:
-    def __init__(self, buf: memoryview):
+    def __init__(self, buf: memoryview, deadline: float | None = None, budget: int = 1 << 62):
         self.buf, self.pos, self.items = buf, 0, 0
+        self.deadline, self.cost, self.budget = deadline, 0, budget
+
+    def spend(self, nbytes: int) -> None:
+        self.cost += nbytes
+        if self.cost > self.budget:
+            raise WireError("the message would build too many objects")
 
     def take(self, n: int) -> memoryview:
         if n < 0 or self.pos + n > len(self.buf):
@@ -261,7 +303,10 @@ class _Decoder:
         ndim = self.u8()
         if ndim > MAX_NDIM:
             raise WireError("too many dimensions")
-        return tuple(self.u64() for _ in range(ndim))
+        shape = tuple(self.u64() for _ in range(ndim))
+        if any(n > MAX_DIM for n in shape):
+            raise WireError("a dimension too large")
+        return shape
 
     def get(self, depth: int):
         if depth > MAX_DEPTH:
@@ -269,6 +314,9 @@ class _Decoder:
         self.items += 1
         if self.items > MAX_ITEMS:
             raise WireError("too many items")
+        if self.deadline is not None and not self.items & 1023 and time.monotonic() > self.deadline:
+            raise WireError("decoding took too long")
+        self.spend(ITEM_COST)
         tag = bytes(self.take(1))
         if tag == b"N":
             return None
@@ -290,30 +338,32 @@ class _Decoder:
             re, im = struct.unpack("<dd", self.take(16))
             return complex(re, im)
         if tag == b"s":
-            return self.text()
+            s = self.text()
+            self.spend(4 * len(s))
+            return s
         if tag == b"y":
-            return bytes(self.take(self.u32()))
+            b = bytes(self.take(self.u32()))
+            self.spend(len(b))
+            return b
         if tag in (b"l", b"t", b"S", b"Z"):
             n = self.count()
+            self.spend(8 * n)
             items = [self.get(depth + 1) for _ in range(n)]
             if tag == b"l":
                 return items
             if tag == b"t":
                 return tuple(items)
-            try:
-                return set(items) if tag == b"S" else frozenset(items)
-            except TypeError:
-                raise WireError("unhashable set element") from None
+            for x in items:
+                _check_key(x, "a set element", WireError)
+            return set(items) if tag == b"S" else frozenset(items)
         if tag == b"d":
             n = self.count()
+            self.spend(16 * n)
             out = {}
             for _ in range(n):
                 k = self.get(depth + 1)
-                v = self.get(depth + 1)
-                try:
-                    out[k] = v
-                except TypeError:
-                    raise WireError("unhashable dict key") from None
+                _check_key(k, "a dict key", WireError)
+                out[k] = self.get(depth + 1)
             return out
         if tag == b"X":
             return self._tensor()
@@ -338,6 +388,7 @@ class _Decoder:
         if n * size != nbytes:
             raise WireError("tensor size does not match its shape")
         raw = self.take(nbytes)
+        self.spend(nbytes)
         if n == 0:
             t = torch.empty(shape, dtype=dtype)
         elif name == "bool":
@@ -368,6 +419,7 @@ class _Decoder:
         nbytes = self.u64()
         if math.prod(shape) * dt.itemsize != nbytes:
             raise WireError("array size does not match its shape")
+        self.spend(2 * nbytes)
         raw = bytes(self.take(nbytes))
         return np.frombuffer(raw, dtype=dt).reshape(shape).copy()
 

@@ -24,7 +24,7 @@ _DEVICE_NAMES = ("cpu", "cuda", "mps")
 
 __all__ = ["get_device", "seed_everything", "seed_offset", "generator", "profile", "by_profile", "PROFILES"]
 _SUBMODULES = ("data", "distributions", "bounds", "models", "train", "plot", "claims", "classifier", "metrics", "zoo",
-               "autoregressive", "experiments")
+               "autoregressive", "experiments", "conditional_prior", "draw")
 
 
 def __getattr__(name):

@@ -33,7 +33,8 @@ from ._validate import choice, positive_int
 from .distributions import kl_normal_std, log_bernoulli_logits, log_normal_diag, log_standard_normal, reparameterize
 
 __all__ = ["causal_mask", "vertical_mask", "horizontal_mask", "MaskedConv2d", "PixelCNN", "GatedPixelCNN",
-           "WaveNet", "PixelVAE", "mask_dependencies", "raster_before"]
+           "WaveNet", "PixelVAE", "mask_dependencies", "raster_before", "colour_mask", "made_masks", "MaskedLinear",
+           "MADE", "mu_law_encode", "mu_law_decode", "AudioWaveNet"]
 
 MASK_TYPES = ("A", "B")
 
@@ -130,6 +131,13 @@ def _check_labels(n_classes, y, n: int, device) -> torch.Tensor | None:
     return y.to(device).long()
 
 
+def _levels(levels) -> int:
+    levels = positive_int("levels", levels)
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2 (2: binary pixels, 256: 8-bit grey levels), got {levels}")
+    return levels
+
+
 def _shape(shape, dims: int, what: str) -> tuple:
     if isinstance(shape, int) and not isinstance(shape, bool):
         shape = (shape,) * dims
@@ -140,9 +148,14 @@ def _shape(shape, dims: int, what: str) -> tuple:
 
 
 class _ImageModel(nn.Module):
-    """What the image models share: log-probabilities from forward's logits and pixel-by-pixel sampling."""
+    """What the image models share: log-probabilities from forward's logits and pixel-by-pixel sampling.
+
+    levels = 2: binary pixels, one Bernoulli logit per pixel (B, 1, H, W). levels > 2: pixels hold grey levels
+    0..levels-1 (the PixelRNN paper's 256-way softmax), forward gives (B, levels, H, W) logits of a categorical.
+    """
 
     n_classes = None
+    levels = 2
 
     def _logits(self, x, y=None):
         if self.n_classes is None:
@@ -150,31 +163,59 @@ class _ImageModel(nn.Module):
             return self(x)
         return self(x, y)
 
+    def _centre(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel values 0..levels-1 mapped to [-1, 1], so that the zero padding differs from a black pixel."""
+        return 2 * x / (self.levels - 1) - 1
+
+    @property
+    def reach_rows(self) -> int:
+        """How many rows above its own an output can depend on: layers * (k // 2)."""
+        return self.layers * (self.kernel_size // 2)
+
     def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        """log p(x) = sum_ij log Bern(x_ij; sigmoid(logit_ij(x_<ij))), in nats: x (B, 1, H, W) of 0/1 -> (B,)."""
+        """log p(x) = sum_ij log p(x_ij | x_<ij) in nats: x (B, 1, H, W) of 0/1 (or of levels 0..levels-1) -> (B,).
+
+        Binary: Bernoulli with logit_ij; levels > 2: log softmax(logits[:, :, i, j])[x_ij].
+        """
         x = _check_images(self, x)
         logits = self._logits(x, y)
-        return log_bernoulli_logits(x.flatten(1), logits.flatten(1))
+        if self.levels == 2:
+            return log_bernoulli_logits(x.flatten(1), logits.flatten(1))
+        return F.log_softmax(logits, 1).gather(1, x.long()).flatten(1).sum(1)
 
     @torch.no_grad()
-    def sample(self, n: int, shape=(8, 8), y=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images (n, 1, H, W) of 0/1 drawn pixel by pixel in raster order, x_ij ~ Bern(sigmoid(logit_ij(x_<ij))).
+    def sample(self, n: int, shape=(8, 8), y=None, generator: torch.Generator | None = None,
+               given: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+        """n images (n, 1, H, W) drawn pixel by pixel in raster order, x_ij ~ p(x_ij | x_<ij) (Bernoulli or categorical).
 
-        One forward pass per pixel (H * W passes). y: labels for a class-conditional model. generator: a
+        One forward pass per pixel, each on the `reach_rows + 1` rows that the pixel's row can depend on (the same
+        logits as a pass on the whole image, cheaper). y: labels for a class-conditional model. generator: a
         torch.Generator on the model's device (e.g. `gvlib.generator(seed, device)`), else torch's global one.
+        given, start: completion, keep the pixels of `given` (n, 1, H, W) before raster position `start`, draw the rest.
         """
         n = positive_int("n", n)
         h, w = _shape(shape, 2, "shape")
         p = next(self.parameters())
+        if not 0 <= int(start) <= h * w:
+            raise ValueError(f"start must lie in 0..{h * w} (a raster position), got {start!r}")
         training = self.training
         self.eval()
         try:
             y = _check_labels(self.n_classes, y, n, p.device)
             x = torch.zeros(n, 1, h, w, device=p.device, dtype=p.dtype)
-            for i in range(h):
-                for j in range(w):
-                    probs = torch.sigmoid(self._logits(x, y)[:, 0, i, j])
-                    x[:, 0, i, j] = torch.bernoulli(probs, generator=generator)
+            if given is not None:
+                given = _check_images(self, given)
+                if given.shape != x.shape:
+                    raise ValueError(f"given must have shape {tuple(x.shape)}, got {tuple(given.shape)}")
+                x.view(n, -1)[:, :start] = given.reshape(n, -1)[:, :start]
+            for pos in range(int(start), h * w):
+                i, j = divmod(pos, w)
+                lo = max(0, i - self.reach_rows)
+                logits = self._logits(x[:, :, lo:i + 1], y)[:, :, i - lo, j]          # (n, 1) or (n, levels)
+                if self.levels == 2:
+                    x[:, 0, i, j] = torch.bernoulli(torch.sigmoid(logits[:, 0]), generator=generator)
+                else:
+                    x[:, 0, i, j] = torch.multinomial(F.softmax(logits, 1), 1, generator=generator)[:, 0].to(x.dtype)
         finally:
             self.train(training)
         return x
@@ -188,18 +229,19 @@ class PixelCNN(_ImageModel):
     pixels strictly before (i, j) in raster order, and not on all of them (the blind spot above-right).
     """
 
-    def __init__(self, layers: int = 5, channels: int = 32, kernel_size: int = 3):
+    def __init__(self, layers: int = 5, channels: int = 32, kernel_size: int = 3, levels: int = 2):
         super().__init__()
         self.layers, self.channels = positive_int("layers", layers), positive_int("channels", channels)
         self.kernel_size = _kernel(kernel_size)
-        widths = [1] + [channels] * (layers - 1) + [1]
+        self.levels = _levels(levels)
+        widths = [1] + [channels] * (layers - 1) + [1 if self.levels == 2 else self.levels]
         self.convs = nn.ModuleList(
             MaskedConv2d(widths[l], widths[l + 1], causal_mask(kernel_size, "A" if l == 0 else "B"))
             for l in range(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits (B, 1, H, W) of each pixel given the pixels before it: x (B, 1, H, W) of 0/1."""
-        h = 2 * _check_images(self, x) - 1
+        """Logits (B, 1, H, W) (binary) or (B, levels, H, W) of each pixel given the pixels before it: x (B, 1, H, W)."""
+        h = self._centre(_check_images(self, x))
         for l, conv in enumerate(self.convs):
             h = conv(h)
             if l < self.layers - 1:
@@ -248,19 +290,21 @@ class GatedPixelCNN(_ImageModel):
     (left only on row i), and on no later one. n_classes: forward(x, y) with int labels y (B,) conditions on y.
     """
 
-    def __init__(self, layers: int = 5, channels: int = 32, kernel_size: int = 3, n_classes: int | None = None):
+    def __init__(self, layers: int = 5, channels: int = 32, kernel_size: int = 3, n_classes: int | None = None,
+                 levels: int = 2):
         super().__init__()
         self.layers, self.channels = positive_int("layers", layers), positive_int("channels", channels)
         self.kernel_size = _kernel(kernel_size)
+        self.levels = _levels(levels)
         self.n_classes = None if n_classes is None else positive_int("n_classes", n_classes)
         self.stack = nn.ModuleList(
             GatedLayer(1 if l == 0 else channels, channels, kernel_size, "A" if l == 0 else "B", self.n_classes)
             for l in range(layers))
-        self.out = nn.Conv2d(channels, 1, 1)
+        self.out = nn.Conv2d(channels, 1 if self.levels == 2 else self.levels, 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Bernoulli logits (B, 1, H, W) of each pixel given the pixels before it (and y): x (B, 1, H, W) of 0/1."""
-        x = 2 * _check_images(self, x) - 1
+        """Logits (B, 1, H, W) (binary) or (B, levels, H, W) of each pixel given the pixels before it (and y)."""
+        x = self._centre(_check_images(self, x))
         y = _check_labels(self.n_classes, y, x.shape[0], x.device)
         v = h = x
         for layer in self.stack:
@@ -492,3 +536,186 @@ def mask_dependencies(model: nn.Module, shape) -> np.ndarray:
     else:
         raise TypeError(f"mask_dependencies knows PixelCNN, GatedPixelCNN, PixelVAE and WaveNet, got {type(model).__name__}")
     return dep.reshape(h * w, h * w).T.copy()
+
+
+# ============================================================================================== colour masks
+def colour_mask(in_channels: int, out_channels: int, kernel_size: int, mask_type: str) -> torch.Tensor:
+    """PixelRNN's RGB mask (out, in, k, k): taps before the centre kept; at the centre, colour(in) < colour(out) for
+    type "A", <= for "B"; each layer's channels in three contiguous groups R, G, B (the image: 3 channels)."""
+    k, c = _kernel(kernel_size), kernel_size // 2
+    choice("mask_type", mask_type, MASK_TYPES)
+    n_in, n_out = positive_int("in_channels", in_channels), positive_int("out_channels", out_channels)
+    if n_in % 3 or n_out % 3:
+        raise ValueError(f"channel counts must be multiples of 3 (R, G, B groups), got {n_in} -> {n_out}")
+    mask = causal_mask(k, "A")[None, None].repeat(n_out, n_in, 1, 1)
+    colour_in = torch.arange(n_in) // (n_in // 3)                          # (in,) 0 = R, 1 = G, 2 = B
+    colour_out = torch.arange(n_out) // (n_out // 3)
+    centre = colour_in[None, :] < colour_out[:, None] if mask_type == "A" else colour_in[None, :] <= colour_out[:, None]
+    mask[:, :, c, c] = centre.float()
+    return mask
+
+
+# ============================================================================================== MADE
+def made_masks(degrees: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    """MADE's masks from unit degrees [d_in (D,), d_h1, ..., d_hL]: hidden M[k, j] = d_out[k] >= d_in[j], output
+    (D, H_L) M[i, k] = d_in[i] > d_hL[k], so output i depends only on inputs of smaller degree (Germain et al. 2015)."""
+    degs = [np.asarray(d) for d in degrees]
+    masks = [torch.from_numpy((b[:, None] >= a[None, :]).astype(np.float32)) for a, b in zip(degs[:-1], degs[1:])]
+    masks.append(torch.from_numpy((degs[0][:, None] > degs[-1][None, :]).astype(np.float32)))
+    return masks
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight (out, in) is multiplied by a fixed 0/1 mask on every forward."""
+
+    def __init__(self, in_features: int, out_features: int, mask: torch.Tensor):
+        super().__init__(in_features, out_features)
+        if mask.shape != (out_features, in_features):
+            raise ValueError(f"mask must have shape ({out_features}, {in_features}), got {tuple(mask.shape)}")
+        self.register_buffer("mask", mask.detach().clone().to(self.weight.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in) -> (..., out) with the masked weight."""
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """Masked autoencoder for distribution estimation (Germain et al. 2015): an MLP whose masks make Bernoulli logit i
+    depend only on the inputs before i in `order` (a permutation of 0..D-1; raster order by default).
+
+    Hidden degrees cycle through 1..D-1, so that every hidden layer covers every degree. x (B, D) of 0/1.
+    """
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (500,), order=None):
+        super().__init__()
+        self.dim = positive_int("dim", dim)
+        order = np.arange(self.dim) if order is None else np.asarray(order)
+        if sorted(order.tolist()) != list(range(self.dim)):
+            raise ValueError(f"order must be a permutation of 0..{self.dim - 1}")
+        self.order = order
+        d_in = np.empty(self.dim, dtype=int)
+        d_in[order] = np.arange(1, self.dim + 1)                                # the pixel order[t] comes t-th
+        degrees = [d_in] + [np.arange(h) % max(self.dim - 1, 1) + 1 for h in hidden]
+        masks = made_masks(degrees)
+        widths = [self.dim, *hidden, self.dim]
+        self.layers = nn.ModuleList(MaskedLinear(a, b, m) for a, b, m in zip(widths[:-1], widths[1:], masks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits (B, D): logit i from the inputs that come before i in the order."""
+        h = 2 * x - 1
+        for l, layer in enumerate(self.layers):
+            h = layer(h)
+            if l < len(self.layers) - 1:
+                h = F.elu(h)           # not ReLU: a dependency then shows in the gradient at every input
+        return h
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) = sum_i log Bern(x_i; sigmoid(logit_i)), in nats: (B, D) -> (B,)."""
+        return log_bernoulli_logits(x, self(x))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n vectors (n, D) drawn one coordinate at a time in `order` (D forward passes)."""
+        p = next(self.parameters())
+        x = torch.zeros(positive_int("n", n), self.dim, device=p.device, dtype=p.dtype)
+        for i in self.order:
+            x[:, i] = torch.bernoulli(torch.sigmoid(self(x)[:, i]), generator=generator)
+        return x
+
+
+# ============================================================================================== WaveNet with mu-law
+def mu_law_encode(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
+    """mu-law companding then uniform quantisation: x in [-1, 1] -> int64 codes 0..levels-1, mu = levels - 1,
+    f(x) = sign(x) log(1 + mu |x|) / log(1 + mu)."""
+    mu = positive_int("levels", levels) - 1
+    f = torch.sign(x) * torch.log1p(mu * x.abs().clamp(max=1)) / math.log1p(mu)
+    return ((f + 1) / 2 * mu).round().long()
+
+
+def mu_law_decode(codes: torch.Tensor, levels: int = 256) -> torch.Tensor:
+    """The inverse of `mu_law_encode` at each code's centre: codes 0..levels-1 -> x in [-1, 1]."""
+    mu = positive_int("levels", levels) - 1
+    f = 2 * codes.double() / mu - 1
+    return (torch.sign(f) * ((1 + mu) ** f.abs() - 1) / mu).float()
+
+
+class AudioWaveNet(nn.Module):
+    """WaveNet (van den Oord et al. 2016) over mu-law codes: a causal input conv, `cycles` repetitions of dilations
+    1, 2, ..., 2^(layers_per_cycle - 1), each a gated residual block with a skip output, then
+    ReLU -> 1x1 -> ReLU -> 1x1 to a softmax over `levels` codes. n_classes: global conditioning, a learned bias
+    per class in every gate. forward(codes (B, T), y) -> logits (B, levels, T) of x_t given x_{t-R..t-1} (and y).
+    """
+
+    def __init__(self, levels: int = 256, channels: int = 32, skip_channels: int = 64, layers_per_cycle: int = 6,
+                 cycles: int = 2, n_classes: int | None = None):
+        super().__init__()
+        self.levels = _levels(levels)
+        self.channels = positive_int("channels", channels)
+        self.n_classes = None if n_classes is None else positive_int("n_classes", n_classes)
+        self.dilations = [2 ** l for l in range(positive_int("layers_per_cycle", layers_per_cycle))] * \
+            positive_int("cycles", cycles)
+        self.embed = nn.Embedding(self.levels, channels)                   # the input code, as the causal conv's input
+        self.causal = nn.Conv1d(channels, channels, 2)                     # reads x_{t-2}, x_{t-1} (after the shift)
+        self.dilated = nn.ModuleList(nn.Conv1d(channels, 2 * channels, 2, dilation=d) for d in self.dilations)
+        self.cond = nn.ModuleList(nn.Embedding(self.n_classes, 2 * channels) for _ in self.dilations) \
+            if self.n_classes else None
+        self.residual = nn.ModuleList(nn.Conv1d(channels, channels, 1) for _ in self.dilations)
+        self.skip = nn.ModuleList(nn.Conv1d(channels, skip_channels, 1) for _ in self.dilations)
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(skip_channels, skip_channels, 1), nn.ReLU(),
+                                  nn.Conv1d(skip_channels, self.levels, 1))
+        self.receptive_field = 2 + sum(self.dilations)                      # x_{t-R} .. x_{t-1}
+
+    def _bias(self, l: int, y):
+        return 0 if self.cond is None else self.cond[l](y)[:, :, None]     # (B, 2C, 1)
+
+    def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, levels, T) of code t given codes t-R..t-1 (and y): codes (B, T) int64."""
+        y = _check_labels(self.n_classes, y, codes.shape[0], codes.device)
+        e = self.embed(codes).transpose(1, 2)                               # (B, C, T)
+        h = self.causal(F.pad(e, (2, 0))[..., :-1])                        # shift by one: t sees e_{t-2}, e_{t-1}
+        skips = 0
+        for l, d in enumerate(self.dilations):
+            g = _gate(self.dilated[l](F.pad(h, (d, 0))) + self._bias(l, y))  # (B, C, T): left padding only, causal
+            h = h + self.residual[l](g)
+            skips = skips + self.skip[l](g)
+        return self.head(skips)
+
+    def log_prob(self, codes: torch.Tensor, y=None) -> torch.Tensor:
+        """log p(x) = sum_t log softmax(logits_t)[x_t], in nats: codes (B, T) -> (B,)."""
+        return F.log_softmax(self(codes, y), 1).gather(1, codes[:, None]).squeeze(1).sum(1)
+
+    @torch.no_grad()
+    def generate(self, n: int, length: int, y=None, generator: torch.Generator | None = None, cached: bool = True,
+                 return_logits: bool = False):
+        """n sequences of codes (n, length) drawn step by step. cached=False: one forward pass over the whole prefix
+        per step (O(T^2)); cached=True: each layer keeps the states it will read again (Fast WaveNet, Paine et al.
+        2016), one column per step (O(T)). return_logits: also the (n, levels, length) logits used."""
+        n, length = positive_int("n", n), positive_int("length", length)
+        p = next(self.parameters())
+        y = _check_labels(self.n_classes, y, n, p.device)
+        codes = torch.zeros(n, length, dtype=torch.long, device=p.device)
+        all_logits = torch.zeros(n, self.levels, length, device=p.device, dtype=p.dtype) if return_logits else None
+        C = self.channels
+        if cached:   # queue[l]: the last d_l inputs of dilated layer l; e_q: the last two embedded inputs
+            e_q = torch.zeros(n, C, 2, device=p.device, dtype=p.dtype)
+            queues = [torch.zeros(n, C, d, device=p.device, dtype=p.dtype) for d in self.dilations]
+            biases = [self._bias(l, y) for l in range(len(self.dilations))]
+        for t in range(length):
+            if cached:
+                h = self.causal(e_q)                                           # (n, C, 1): reads x_{t-2}, x_{t-1}
+                skips = 0
+                for l, conv in enumerate(self.dilated):
+                    past = queues[l][:, :, :1]                                 # this layer's input d steps ago
+                    queues[l] = torch.cat([queues[l][:, :, 1:], h], 2)          # push the current input
+                    g = _gate(F.conv1d(torch.cat([past, h], 2), conv.weight, conv.bias) + biases[l])  # taps d apart
+                    h = h + self.residual[l](g)
+                    skips = skips + self.skip[l](g)
+                logits = self.head(skips)[:, :, 0]
+            else:
+                logits = self(codes[:, :t + 1], y)[:, :, t]
+            codes[:, t] = torch.multinomial(F.softmax(logits, 1), 1, generator=generator)[:, 0]
+            if cached:
+                e_q = torch.cat([e_q[:, :, 1:], self.embed(codes[:, t])[:, :, None]], 2)
+            if return_logits:
+                all_logits[:, :, t] = logits
+        return (codes, all_logits) if return_logits else codes

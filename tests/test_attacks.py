@@ -163,7 +163,8 @@ class Outcome:
 
 def _attack(course_dir: Path, name: str, replace: dict, *, master="91_attack", extra=(), good=None, full=None,
             expect_changed=(), no_sandbox=False, json_path=None, timeout=5, folder="student",
-            plant: dict | None = None, wait_after=0.0) -> Outcome:
+            plant: dict | None = None, wait_after=0.0, env_extra: dict | None = None, memory="2",
+            raw: str | None = None, solutions=True, cwd: Path | None = None, link_to: Path | None = None) -> Outcome:
     good = LIGHT_GOOD if master == "91_attack" else TORCH_GOOD
     full = LIGHT_FULL if master == "91_attack" else TORCH_FULL
     nb = nbformat.read(course_dir / "exercises" / f"{master}.ipynb", as_version=4)
@@ -180,17 +181,27 @@ def _attack(course_dir: Path, name: str, replace: dict, *, master="91_attack", e
         (sub_dir / fname).parent.mkdir(parents=True, exist_ok=True)
         (sub_dir / fname).write_text(text)
     sub = sub_dir / f"{master}.ipynb"
-    nbformat.write(nb, sub)
+    if sub.is_symlink():
+        sub.unlink()
+    if link_to is not None:
+        sub.symlink_to(link_to)
+    elif raw is not None:
+        sub.write_text(raw)
+    else:
+        nbformat.write(nb, sub)
     out = json_path or course_dir / "out" / "result.json"
     before = _snapshot(course_dir, {out})
-    argv = [sys.executable, "-m", "coursekit", "grade", str(sub), "--solutions", str(course_dir / "solutions"),
-            "--json", str(out), "--timeout", str(timeout), "--budget", "150", "--memory", "2"]
+    argv = [sys.executable, "-m", "coursekit", "grade", str(sub), "--json", str(out), "--timeout", str(timeout),
+            "--budget", "150", "--memory", str(memory)]
+    if solutions:
+        argv += ["--solutions", str(course_dir / "solutions")]
     if no_sandbox:
         argv.append("--no-sandbox")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env_extra or {}))
     t0 = time.monotonic()
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=400, cwd=course_dir, env=env,
+    run = subprocess.run(argv, capture_output=True, timeout=400, cwd=cwd or course_dir, env=env,
                          stdin=subprocess.DEVNULL)
+    run.stdout, run.stderr = (x.decode("utf-8", "replace") for x in (run.stdout, run.stderr))
     seconds = time.monotonic() - t0
     if wait_after:
         time.sleep(wait_after)
@@ -243,8 +254,10 @@ WRONG = "def square(x):\n    return 0"
 # ------------------------------------------------------------------------------------------------ verdicts
 @needs_bwrap
 def test_correct_submissions_score_full_marks(course_dir):
+    # the torch master's cells import torch, which takes 30 s on a machine loaded 15 times over: a generous
+    # per-cell timeout there (it costs nothing unless a cell hangs)
     _expect(_attack(course_dir, "none (a correct submission)", {}))
-    _expect(_attack(course_dir, "none (a correct torch submission)", {}, master="92_tattack"))
+    _expect(_attack(course_dir, "none (a correct torch submission)", {}, master="92_tattack", timeout=60))
 
 
 @needs_bwrap
@@ -348,7 +361,7 @@ def test_patched_torch_and_tensor_subclass(course_dir):
             pass
     """)
     _expect(_attack(course_dir, "patched torch, Tensor.__eq__, a Tensor subclass, assert_close redefined",
-                    {"kl": src}, master="92_tattack"), kl=0)
+                    {"kl": src}, master="92_tattack", timeout=60), kl=0)
 
 
 @needs_bwrap
@@ -637,3 +650,299 @@ def test_no_sandbox_does_not_hide_the_masters(course_dir):
     src = (f"import json\nsrc = [''.join(c['source']) for c in json.load(open({sol!r}))['cells'] "
            "if 'def square' in ''.join(c['source'])][0]\nexec(src)")
     _expect(_attack(course_dir, "reading the master from disk", {"square": src}, no_sandbox=True))
+
+
+# ------------------------------------------------------------------------------------------------ choosing the master
+FAKE_SETUP_MARK = "FAKE_MASTER_SETUP_RAN"
+
+
+def _fake_master(mark: Path):
+    """A master a student would write: its setup cell leaves a mark, its test passes whatever the answer."""
+    setup = nbformat.v4.new_code_cell(f"open({str(mark)!r}, 'w').write('ran')")
+    setup.metadata["tags"] = ["setup"]
+    return nbformat.v4.new_notebook(cells=[setup, _answer("square", "def square(x):\n    return 0"),
+                                           _test("square_test", 7, "assert True")])
+
+
+@needs_bwrap
+def test_master_is_never_taken_from_beside_the_submission_or_the_current_folder(course_dir, tmp_path):
+    # the student controls a folder: its solutions/, its parent's solutions/, and it is the current folder
+    evil = tmp_path / "evil"
+    mark = tmp_path / FAKE_SETUP_MARK
+    for folder in (evil / "solutions", evil / "student" / "solutions"):
+        folder.mkdir(parents=True)
+        nbformat.write(_fake_master(mark), folder / "91_attack.ipynb")
+    o = _attack(course_dir, "a fake master beside the submission and in the current folder (no --solutions)",
+                {"square": WRONG}, solutions=False, cwd=evil)
+    assert o.rc == 2 and "no master for 91_attack.ipynb" in o.stderr
+    assert not mark.exists(), "the fake master's setup cell ran"
+    # with the lecturer's --solutions, the real master grades it
+    _expect(_attack(course_dir, "a fake master beside the submission, --solutions given", {"square": WRONG},
+                    cwd=evil), square=0)
+    assert not mark.exists()
+
+
+@needs_bwrap
+def test_a_submission_that_is_a_symlink_is_not_graded(course_dir):
+    master = course_dir / "solutions" / "91_attack.ipynb"
+    o = _attack(course_dir, "the submission is a symlink to the master", {}, link_to=master, folder="linker")
+    assert o.rc == 2 and "symbolic link" in o.stderr and not o.payload
+    other = course_dir / "submissions" / "student" / "91_attack.ipynb"
+    o = _attack(course_dir, "the submission is a symlink to another student's notebook", {}, link_to=other,
+                folder="linker")
+    assert o.rc == 2 and "symbolic link" in o.stderr
+
+
+# ------------------------------------------------------------------------------------------------ malformed notebooks
+def _raw_submission(course_dir: Path, mutate) -> str:
+    nb = json.loads((course_dir / "exercises" / "91_attack.ipynb").read_text())
+    sources = dict(LIGHT_GOOD)
+    for cell in nb["cells"]:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in sources:
+            cell["source"] = sources[gid]
+    mutate(nb)
+    return json.dumps(nb)
+
+
+def _cell_of(nb, gid):
+    return next(c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == gid)
+
+
+@needs_bwrap
+def test_malformed_metadata_costs_only_that_cell(course_dir):
+    def bad_ids(nb):
+        _cell_of(nb, "hyp")["metadata"]["nbgrader"]["grade_id"] = ["hyp"]      # unhashable
+        _cell_of(nb, "mean")["metadata"]["nbgrader"]["grade_id"] = 5           # not a string
+        _cell_of(nb, "answer")["metadata"]["nbgrader"] = "not a dict"
+    o = _attack(course_dir, "grade_id a list and an int, nbgrader metadata a string", {},
+                raw=_raw_submission(course_dir, bad_ids))
+    _expect(o)  # each such cell runs as an ungraded cell: the answers are still defined, the tests still run
+    assert any("grade_id is not a string" in n for n in o.payload["notes"])
+
+
+@needs_bwrap
+def test_invalid_notebooks_are_refused_with_a_message(course_dir):
+    def source_not_text(nb):
+        _cell_of(nb, "square")["source"] = 12345
+
+    def no_metadata(nb):
+        del nb["cells"][1]["metadata"]
+
+    def cells_not_a_list(nb):
+        nb["cells"] = {"0": nb["cells"][0]}
+
+    def tags_not_a_list(nb):
+        _cell_of(nb, "square")["metadata"]["tags"] = 7
+    for name, mutate in (("a cell source that is a number", source_not_text), ("tags that are a number", tags_not_a_list),
+                         ("a cell without metadata (schema)", no_metadata),
+                         ("cells that are a dict", cells_not_a_list)):
+        o = _attack(course_dir, name, {}, raw=_raw_submission(course_dir, mutate))
+        assert o.rc == 2 and ("not a valid notebook" in o.stderr or "not a readable notebook" in o.stderr), \
+            (name, o.stderr[-500:])
+        assert "Traceback" not in o.stderr
+    for name, raw in (("not UTF-8", "\udcff"), ("JSON that is a list", "[1, 2]"), ("empty file", "")):
+        o = _attack(course_dir, name, {}, raw=raw.encode("utf-8", "surrogateescape").decode("latin-1"))
+        assert o.rc == 2 and "Traceback" not in o.stderr, (name, o.stderr[-500:])
+
+
+# ------------------------------------------------------------------------------------------------ the wire
+def _frame_attack(payload_expr: str) -> str:
+    """An answer cell that, from pre/post_run_cell hooks, writes a frame built by `payload_expr` to every fd."""
+    return WRONG + textwrap.dedent(f"""
+        import os, struct
+        def _u32(n): return struct.pack('<I', n)
+        def _int(k):
+            s = str(k).encode(); return b'i' + _u32(len(s)) + s
+        PAYLOAD = {payload_expr}
+        def forge(*args):
+            head = b'CKW1' + struct.pack('<Q', len(PAYLOAD))
+            for fd in [int(x) for x in os.listdir('/proc/self/fd')]:
+                try:
+                    os.write(fd, head + PAYLOAD)
+                except OSError:
+                    pass
+        get_ipython().events.register('post_run_cell', forge)
+    """)
+
+
+HASH_FLOOD = "b'S' + _u32(40000) + b''.join(_int(k * (2 ** 61 - 1)) for k in range(1, 40001))"
+AMPLIFY = "b'l' + _u32(12_000_000) + b'l\\x00\\x00\\x00\\x00' * 12_000_000"
+CRASHERS = ("b'd' + _u32(1) + b'X' + _u32(7) + b'float32' + b'\\x02' + struct.pack('<QQ', 0, 2**62) + b'\\x00' + "
+            "struct.pack('<Q', 0) + b'N'")
+
+
+@needs_bwrap
+@pytest.mark.parametrize("name,payload", [("a set of ints with equal hashes", HASH_FLOOD),
+                                          ("60 MB of empty lists (amplification)", AMPLIFY),
+                                          ("a tensor shape that makes torch raise", CRASHERS)])
+def test_forged_frames_cannot_stall_or_kill_the_trusted_process(course_dir, name, payload):
+    o = _attack(course_dir, f"forged frame: {name}", {"square": _frame_attack(payload)}, timeout=10)
+    assert o.rc == 0 and o.payload["complete"] is True
+    assert o.scores["square_test"] == 0 and sum(o.scores.values()) <= 5
+    assert o.seconds < 150
+
+
+def test_decoder_has_one_error_type_bounds_and_a_deadline():
+    import struct
+
+    from coursekit import wire
+
+    u32 = lambda n: struct.pack("<I", n)  # noqa: E731
+    ints = lambda ks: b"".join(b"i" + u32(len(str(k))) + str(k).encode() for k in ks)  # noqa: E731
+    flood = b"S" + u32(20000) + ints(k * (2 ** 61 - 1) for k in range(1, 20001))
+    t0 = time.monotonic()
+    for bad in (flood, b"d" + u32(1) + ints([2 ** 61]) + b"N", b"d" + u32(1) + b"t" + u32(0) + b"N",
+                b"S" + u32(1) + b"f" + struct.pack("<d", 1.5),
+                b"l" + u32(2_000_000) + b"N" * 2_000_000,                          # more than MAX_ITEMS
+                b"X" + u32(7) + b"float32" + b"\x02" + struct.pack("<QQ", 0, 2 ** 62) + b"\x00" + struct.pack("<Q", 0),
+                b"A" + u32(3) + b"<f8" + b"\x02" + struct.pack("<QQ", 0, 2 ** 63) + struct.pack("<Q", 0),
+                b"s" + u32(2) + b"\xff\xfe", b"a" + u32(3) + b"<f8" + struct.pack("<Q", 3) + b"abc"):
+        with pytest.raises(wire.WireError):
+            wire.decode(bad)
+    assert time.monotonic() - t0 < 10  # the flood is refused at its first key, not built in quadratic time
+    with pytest.raises(wire.WireError, match="too long"):
+        wire.decode(b"l" + u32(500_000) + b"N" * 500_000, deadline=time.monotonic() - 1)
+    # 12 M empty lists in 60 MB (each would be a 56-byte object): refused at MAX_ITEMS, not built
+    with pytest.raises(wire.WireError, match="too many items"):
+        wire.decode(b"l" + u32(3_000_000) + b"l\x00\x00\x00\x00" * 3_000_000)
+    # plain keys still cross; a tuple key is refused on the student's side too, as data that cannot cross
+    assert wire.decode(wire.encode({"a": 1, 5: {True, None, "x"}})) == {"a": 1, 5: {True, None, "x"}}
+    with pytest.raises(wire.NotData):
+        wire.encode({(1, 2): 3})
+
+
+def test_trusted_process_memory_limit():
+    code = textwrap.dedent("""
+        from coursekit import runner, wire
+        runner._limit_memory(600 * 2 ** 20)
+        try:
+            bytearray(800 * 2 ** 20)
+            print('allocated')
+        except MemoryError:
+            print('refused')
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "refused", run.stderr[-1000:]
+
+
+# ------------------------------------------------------------------------------------------------ shared limits
+def _grade_cli(sub: Path, solutions: Path, out: Path, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "coursekit", "grade", str(sub), "--solutions", str(solutions),
+                             "--json", str(out), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def _marked_memory() -> int:
+    """Bytes of memory the marked processes hold: their proportional set sizes (a page shared by k forked
+    processes counts 1/k in each, so the sum is what they hold together; summed RSS would count it k times)."""
+    total = 0
+    for pid in _marked_processes():
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next((int(ln.split()[1]) * 1024 for ln in f if ln.startswith("Pss:")), 0)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+@needs_bwrap
+def test_a_concurrent_hog_cannot_starve_a_correct_submission(course_dir, tmp_path):
+    """While one sandbox holds every process it may have and as much memory as it can get (in many processes),
+    a correct submission graded at the same time scores full marks, and the hog stays within its own limits."""
+    hog_code = textwrap.dedent(f"""
+        import os, sys, time
+        kids = []
+        for i in range(300):                      # bounded; the sandbox's process limit stops it sooner
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                if i < 8:                         # eight children of 400 MB each, under --memory 1
+                    try:
+                        b = bytearray(400 * 2 ** 20)
+                        for j in range(0, len(b), 4096):
+                            b[j] = 1
+                    except MemoryError:
+                        pass
+                time.sleep(600)
+                os._exit(0)
+            kids.append(pid)
+        time.sleep(40)
+    """)
+    hog_cell = (f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {hog_code!r}, {MARKER!r}])\n"
+                + LIGHT_GOOD["square"])
+    nb = nbformat.read(course_dir / "exercises" / "91_attack.ipynb", as_version=4)
+    good = nbformat.read(course_dir / "exercises" / "91_attack.ipynb", as_version=4)
+    for book, answers in ((nb, dict(LIGHT_GOOD, square=hog_cell)), (good, LIGHT_GOOD)):
+        for cell in book.cells:
+            gid = course.nbgrader_meta(cell).get("grade_id")
+            if gid in answers:
+                cell.source = answers[gid]
+    (tmp_path / "hog").mkdir()
+    (tmp_path / "good").mkdir()
+    nbformat.write(nb, tmp_path / "hog" / "91_attack.ipynb")
+    nbformat.write(good, tmp_path / "good" / "91_attack.ipynb")
+    sol = course_dir / "solutions"
+    hog = _grade_cli(tmp_path / "hog" / "91_attack.ipynb", sol, tmp_path / "hog.json", "--timeout", "90",
+                     "--memory", "1")
+    try:
+        deadline = time.monotonic() + 120
+        while len(_marked_processes()) < 100 and time.monotonic() < deadline and hog.poll() is None:
+            time.sleep(0.2)
+        held = len(_marked_processes())
+        assert held >= 100, f"the hog held only {held} processes"
+        peak = 0
+        good_run = _grade_cli(tmp_path / "good" / "91_attack.ipynb", sol, tmp_path / "good.json", "--timeout", "60")
+        while good_run.poll() is None:
+            peak = max(peak, _marked_memory())
+            time.sleep(0.2)
+        assert good_run.returncode == 0, good_run.stderr.read().decode()[-2000:]
+        payload = json.loads((tmp_path / "good.json").read_text())
+        assert payload["complete"] is True and payload["score"] == payload["max_score"] == 7, payload["exercises"]
+        assert len(_marked_processes()) <= 128  # the hog's own limit, whatever the machine runs
+    finally:
+        hog.wait(timeout=400)
+        for _ in range(50):
+            sandbox.reap()
+            if not _marked_processes():
+                break
+            time.sleep(0.1)
+    hog_payload = json.loads((tmp_path / "hog.json").read_text())
+    assert hog.returncode == 0 and hog_payload["complete"] is True
+    assert not _marked_processes()
+    if any(n.startswith("cgroup") for n in hog_payload["notes"]):  # the whole sandbox's memory is bounded
+        assert peak <= 1.3 * 2 ** 30, f"the hog's processes held {peak / 2 ** 30:.1f} GiB with --memory 1"
+    else:  # the documented fallback: a limit per process only, said in the report
+        assert any(n.startswith("no control group") for n in hog_payload["notes"]), hog_payload["notes"]
+
+
+# ------------------------------------------------------------------------------------------------ output and signals
+@needs_bwrap
+def test_non_ascii_errors_on_an_ascii_terminal(course_dir):
+    src = "def square(x):\n    raise ValueError('d\\u00e9j\\u00e0 vu \\u2603 \\udcff')"
+    o = _attack(course_dir, "a non-ASCII exception text, stdout ASCII only", {"square": src},
+                env_extra={"PYTHONIOENCODING": "ascii:strict", "LC_ALL": "C", "LANG": "C"})
+    _expect(o, square=0)
+    assert "\\xe9" in o.stdout or "\\u" in o.stdout or "?" in o.stdout
+    assert "ValueError" in o.payload["exercises"][0]["error"]
+
+
+def test_signals_go_through_pidfds():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    handle = sandbox.open_pidfd(child.pid, {os.getpid()})
+    assert handle is not None
+    child.kill()
+    child.wait()                       # reaped: its pid may now be given to any new process
+    assert not sandbox.send_signal(handle, 9)  # the pidfd refers to the dead process, never to a newcomer
+    sandbox.close_pidfd(handle)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:  # a process that is not a child of the given family is not opened at all
+        assert sandbox.open_pidfd(stranger.pid, {os.getppid()}) is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+    import coursekit.runner as runner_mod
+    src = Path(runner_mod.__file__).read_text() + Path(sandbox.__file__).read_text()
+    assert "os.kill(self.worker" not in src and src.count("os.kill(") <= 1  # the no-pidfd fallback only

@@ -344,3 +344,101 @@ def test_inputs_in_another_float_dtype_or_labels_for_an_unconditional_model_are_
         WaveNet(layers=2, channels=4)(torch.zeros(1, 1, 8, dtype=torch.float64))
     with pytest.raises(TypeError, match="float64"):
         PixelVAE(image_shape=(2, 2), z_dim=1, hidden=(4,), decoder_layers=1).elbo(torch.zeros(3, 4, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------- issue 26 additions
+from gvlib.autoregressive import (MADE, AudioWaveNet, colour_mask, made_masks, mu_law_decode,  # noqa: E402
+                                  mu_law_encode)
+
+
+def test_colour_mask_matches_a_reference_loop_and_orders_colours():
+    for n_in, n_out, k in [(3, 3, 1), (3, 6, 3), (6, 9, 5)]:
+        for kind in "AB":
+            got = colour_mask(n_in, n_out, k, kind)
+            c = k // 2
+            for o, i, a, b in itertools.product(range(n_out), range(n_in), range(k), range(k)):
+                ci, co = 3 * i // n_in, 3 * o // n_out
+                want = (a, b) < (c, c) or ((a, b) == (c, c) and (ci < co if kind == "A" else ci <= co))
+                assert got[o, i, a, b].item() == float(want), (n_in, n_out, k, kind, o, i, a, b)
+    with pytest.raises(ValueError, match="multiples of 3"):
+        colour_mask(4, 3, 3, "A")
+
+
+def test_sampling_on_the_reachable_rows_gives_the_full_pass_draws_and_completions_keep_the_given_pixels():
+    for model, y in [(PixelCNN(layers=3, channels=4), None), (GatedPixelCNN(layers=2, channels=4, n_classes=3), 1),
+                     (PixelCNN(layers=2, channels=4, levels=5), None)]:
+        model = _random_model(model, seed=4)
+        fast = model.sample(5, (6, 5), y=y, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():   # the same draws, each pixel from a pass over the whole image
+            x = torch.zeros_like(fast)
+            gen = torch.Generator().manual_seed(0)
+            for pos in range(30):
+                i, j = divmod(pos, 5)
+                logits = (model(x) if y is None else model(x, torch.full((5,), y)))[:, :, i, j]
+                if model.levels == 2:
+                    x[:, 0, i, j] = torch.bernoulli(torch.sigmoid(logits[:, 0]), generator=gen)
+                else:
+                    x[:, 0, i, j] = torch.multinomial(torch.softmax(logits, 1), 1, generator=gen)[:, 0].double()
+        assert torch.equal(fast, x)
+        done = model.sample(5, (6, 5), y=y, given=fast, start=13, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(done.reshape(5, -1)[:, :13], fast.reshape(5, -1)[:, :13])
+
+
+def test_grey_level_models_are_normalised_categoricals():
+    all_x = torch.tensor(list(itertools.product(range(3), repeat=4)), dtype=torch.float64).reshape(-1, 1, 2, 2)
+    for model in (PixelCNN(layers=2, channels=4, levels=3), GatedPixelCNN(layers=2, channels=4, levels=3)):
+        model = _random_model(model, seed=5)
+        assert model(all_x).shape == (81, 3, 2, 2)
+        assert abs(torch.logsumexp(model.log_prob(all_x), 0).item()) < 1e-12
+    with pytest.raises(ValueError, match="levels"):
+        PixelCNN(levels=1)
+
+
+def test_made_depends_exactly_on_the_earlier_inputs_of_its_order_and_is_normalised():
+    order = [4, 0, 6, 2, 5, 1, 3]
+    made = _random_model(MADE(7, hidden=(12, 9), order=order), seed=6)
+    rank = np.empty(7, dtype=int)
+    rank[order] = np.arange(7)
+    earlier = rank[None, :] < rank[:, None]
+    x = torch.bernoulli(torch.full((1, 7), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(2))
+    jac = torch.autograd.functional.jacobian(made, x)[0, :, 0, :]
+    assert np.array_equal((jac.abs() > TOL).numpy(), earlier)
+    all_x = torch.tensor(list(itertools.product([0.0, 1.0], repeat=7)), dtype=torch.float64)
+    assert abs(torch.logsumexp(made.log_prob(all_x), 0).item()) < 1e-12
+    masks = made_masks([np.array([1, 2, 3]), np.array([1, 2])])
+    assert masks[0].tolist() == [[1, 0, 0], [1, 1, 0]] and masks[1].tolist() == [[0, 0], [1, 0], [1, 1]]
+
+
+def test_mu_law_codes_are_monotone_and_decode_within_half_a_level():
+    x = torch.linspace(-1, 1, 20001)
+    codes = mu_law_encode(x, 256)
+    assert codes.min().item() == 0 and codes.max().item() == 255 and (codes.diff() >= 0).all()
+    assert len(codes.unique()) == 256
+    # decoding the code's centre: |f(x) - f(decode)| <= half a level in the companded domain
+    f = lambda v: torch.sign(v) * torch.log1p(255 * v.abs()) / math.log(256)   # noqa: E731
+    assert (f(x) - f(mu_law_decode(codes, 256).double())).abs().max().item() <= 1 / 255 + 1e-6
+    small = x.abs() < 0.01   # near 0 mu-law is much finer than a uniform 256-level grid (step 2/255)
+    assert (mu_law_decode(codes, 256) - x)[small].abs().max().item() < 0.2 * (1 / 255)
+
+
+def test_audio_wavenet_sees_its_receptive_field_and_the_cache_gives_the_forward_logits():
+    net = _random_model(AudioWaveNet(levels=7, channels=4, skip_channels=5, layers_per_cycle=3, cycles=2, n_classes=2))
+    y = torch.tensor([0, 1])
+    codes, logits = net.generate(2, 50, y=y, generator=torch.Generator().manual_seed(0), return_logits=True)
+    assert (logits - net(codes, y)).abs().max().item() < 1e-10
+    naive = net.generate(2, 50, y=y, generator=torch.Generator().manual_seed(0), cached=False)
+    assert torch.equal(codes, naive)
+    # the last output's dependence on each input step, through the embedding (a perturbation of each code)
+    T = 60
+    base_codes = torch.randint(0, 7, (1, T), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        base = net(base_codes, y[:1])[0, :, -1]
+        lags = set()
+        for t in range(T):
+            c = base_codes.clone()
+            c[0, t] = (c[0, t] + 3) % 7
+            if (net(c, y[:1])[0, :, -1] - base).abs().max() > TOL:
+                lags.add(T - 1 - t)
+    assert lags == set(range(1, net.receptive_field + 1)), (sorted(lags), net.receptive_field)
+    assert net.receptive_field == 2 + 2 * (1 + 2 + 4)
+    assert abs(torch.logsumexp(torch.log_softmax(net(codes, y), 1), 1).abs().max().item()) < 1e-12

@@ -114,7 +114,7 @@ def test_an_authors_slide_type_is_kept_and_a_figure_that_overflows_starts_a_subs
     nbformat.validate(nb)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", sorted((REPO / "chapters").glob("[0-9][0-9]*_*.ipynb")), ids=lambda p: p.stem)
 def test_every_chapter_gets_a_slide_per_section(path):
     nb = nbformat.read(path, as_version=4)
     sections = sum(1 for c in nb.cells if c.cell_type == "markdown"
