@@ -27,7 +27,7 @@ import torch
 from ._validate import positive_int, positive_number
 
 __all__ = ["nearest_centre", "mode_counts", "modes_captured", "high_quality_fraction", "mmd2",
-           "parzen_log_likelihood", "parzen_select_sigma", "HIGH_QUALITY_SDS"]
+           "parzen_log_likelihood", "parzen_select_sigma", "HIGH_QUALITY_SDS", "mode_histogram_kl"]
 
 #: A sample is high quality when it lies within this many standard deviations of its nearest mode's centre.
 HIGH_QUALITY_SDS = 3.0
@@ -211,3 +211,25 @@ def parzen_select_sigma(samples: torch.Tensor, x_valid: torch.Tensor, sigmas: Se
     scores = [parzen_log_likelihood(samples, x_valid, float(s)) for s in sigmas]
     best = max(range(len(scores)), key=lambda i: scores[i])
     return float(sigmas[best]), scores
+
+
+# ==============================================================================================================
+# Chapter 08 (adversarial models): the histogram of captured modes, VEEGAN's mode-balance score
+# ==============================================================================================================
+
+def mode_histogram_kl(samples: torch.Tensor, centres: torch.Tensor, sigma: float) -> float:
+    """KL(h || uniform) in nats of the histogram h of high-quality samples over the K centres (Srivastava et al. 2017).
+
+    h_k = (high-quality samples whose nearest centre is k) / (all high-quality samples); 0 when the high-quality
+    samples are spread evenly, log K when they all sit on one mode; nan when no sample is of high quality (the
+    histogram is then undefined: report it beside the high-quality fraction, never alone). samples (n, d),
+    centres (K, d).
+    """
+    counts = mode_counts(samples, centres, sigma).double()
+    total = counts.sum()
+    if total == 0:
+        return math.nan
+    h = counts / total
+    k = counts.shape[0]
+    nz = h > 0
+    return (h[nz] * (torch.log(h[nz]) + math.log(k))).sum().item()

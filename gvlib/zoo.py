@@ -26,6 +26,7 @@ from torch import nn
 from ._validate import nonnegative_int, positive_int, probability
 
 __all__ = ["Stack", "RBM", "draw_batches", "gaussian_corrupt", "salt_and_pepper", "gsn_chain", "minibatch_std",
+           "toy_scores", "toy_baselines",
            "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
@@ -226,3 +227,43 @@ def minibatch_std(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"x must have shape (M, batch >= 2, d), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     return torch.cat([x, x.std(1, keepdim=True).expand_as(x)], -1)
+
+
+# ============================================================================================== scores on the toys
+def toy_scores(toy: str, x: torch.Tensor, ref: torch.Tensor, bandwidth: float = 0.2, share: float = 0.1) -> dict:
+    """The chapter-08 scores of 2-D samples x (n, 2) of the mixture `toy` ("ring8" or "grid25") against held-out ref.
+
+    precision: fraction within 3 s of a mode; covered: modes with >= ceil(share * n / K) such samples (recall);
+    captured: modes with >= 1 (the papers' loose count); balance: KL of the histogram of high-quality samples to
+    uniform (nan if there are none); log_p: mean exact log p(x); mmd2: unbiased MMD^2 to ref (Gaussian kernel).
+    """
+    from . import data, metrics
+
+    if toy not in ("ring8", "grid25"):
+        raise ValueError(f"toy must be 'ring8' or 'grid25' (mixtures with known modes), got {toy!r}")
+    centres = torch.tensor(data.RING8_MEANS if toy == "ring8" else data.GRID25_MEANS, dtype=torch.float64)
+    s = data.RING8_STD if toy == "ring8" else data.GRID25_STD
+    x = x.detach().double().cpu()
+    k = len(centres)
+    return {"precision": metrics.high_quality_fraction(x, centres, s),
+            "covered": metrics.modes_captured(x, centres, s, min_count=math.ceil(share * len(x) / k)),
+            "captured": metrics.modes_captured(x, centres, s),
+            "balance": metrics.mode_histogram_kl(x, centres, s),
+            "log_p": data.toy_2d_log_prob(toy, x).mean().item(),
+            "mmd2": metrics.mmd2(x.float(), ref.detach().float().cpu(), bandwidth)}
+
+
+def toy_baselines(toy: str, n: int, seed: int, box: float) -> dict:
+    """Samples (n, 2) of the three baselines: held-out data, uniform on [-box, box]^2, one Gaussian fitted to data.
+
+    The Gaussian has the mean and covariance of 10,000 training points (toy_2d seed 100 + seed); held-out data
+    are toy_2d seed 300 + seed; all reproducible from `seed` (and $GVLIB_SEED_OFFSET).
+    """
+    from . import data, generator
+
+    train = data.toy_2d(toy, 10_000, seed=100 + seed).double()
+    g = generator(400 + seed)
+    chol = torch.linalg.cholesky(torch.cov(train.T))
+    return {"held-out data": data.toy_2d(toy, n, seed=300 + seed),
+            "uniform on the box": box * (2 * torch.rand(n, 2, generator=g) - 1),
+            "one Gaussian fitted": (train.mean(0) + torch.randn(n, 2, generator=g, dtype=torch.float64) @ chol.T).float()}

@@ -215,3 +215,26 @@ def test_bad_input_gets_clear_errors():
     with pytest.raises(ValueError, match="sigmas must be a non-empty sequence"):
         metrics.parzen_select_sigma(x, x, 0.5)
     assert metrics.modes_captured(x[:0], c, 0.1) == 0, "no samples capture no mode"
+
+
+# --------------------------------------------------------------------------------------------------
+# mode_histogram_kl (chapter 08)
+# --------------------------------------------------------------------------------------------------
+
+def test_mode_histogram_kl_against_a_hand_computed_histogram():
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]], dtype=torch.float64)
+    # 6 high-quality samples on mode 0, 2 on mode 1, none on 2 and 3; one far sample that must not count
+    x = torch.cat([centres[[0] * 6 + [1] * 2] + 0.01, torch.tensor([[5.0, 5.0]], dtype=torch.float64)])
+    h = np.array([6, 2]) / 8
+    assert metrics.mode_histogram_kl(x, centres, 0.1) == pytest.approx(float((h * np.log(h * 4)).sum()), rel=1e-12)
+    assert metrics.mode_histogram_kl(centres, centres, 0.1) == pytest.approx(0.0, abs=1e-15)
+    assert metrics.mode_histogram_kl(centres[:1].repeat(5, 1), centres, 0.1) == pytest.approx(math.log(4), rel=1e-12)
+    assert math.isnan(metrics.mode_histogram_kl(torch.tensor([[5.0, 5.0]]), centres.float(), 0.1))
+
+
+def test_mode_histogram_kl_of_a_perfect_sampler_is_near_zero():
+    g = torch.Generator().manual_seed(3)
+    centres = 4 * torch.randn(8, 2, generator=g, dtype=torch.float64)
+    x = centres[torch.randint(0, 8, (20_000,), generator=g)] + 0.01 * torch.randn(20_000, 2, generator=g, dtype=torch.float64)
+    # the KL of an empirical histogram of n draws from uniform is about (K - 1) / (2 n) on average
+    assert 0 <= metrics.mode_histogram_kl(x, centres, 0.01) < 10 * 7 / (2 * 20_000 * 0.98)

@@ -229,3 +229,24 @@ def test_models_move_to_the_inputs_device_and_dtype():
     rbm = copy.deepcopy(zoo.RBM(1, 3, 2)).double()
     assert rbm.gibbs(torch.zeros(1, 4, 3, dtype=torch.float64), 2).dtype == torch.float64
     assert gvlib.zoo.Stack is zoo.Stack
+
+
+# ----------------------------------------------------------------------------------------------- toy scores
+def test_toy_scores_of_data_and_of_baselines():
+    from gvlib import data
+    ref = data.toy_2d("ring8", 2000, seed=1)
+    good = zoo.toy_scores("ring8", data.toy_2d("ring8", 2000, seed=2), ref)
+    assert good["covered"] == 8 and good["captured"] == 8 and abs(good["precision"] - (1 - math.exp(-4.5))) < 0.01
+    assert good["balance"] < 0.01 and abs(good["mmd2"]) < 0.003
+    base = zoo.toy_baselines("ring8", 2000, seed=0, box=2.6)
+    assert set(base) == {"held-out data", "uniform on the box", "one Gaussian fitted"}
+    u, gfit = base["uniform on the box"], base["one Gaussian fitted"]
+    assert u.abs().max() <= 2.6 and u.shape == (2000, 2)
+    assert (gfit.mean(0).abs() < 0.15).all() and ((gfit.var(0) - 2.0).abs() < 0.3).all()   # ring8: mean 0, var 2
+    for x in (u, gfit):
+        r = zoo.toy_scores("ring8", x, ref)
+        assert r["covered"] == 0 and r["precision"] < 0.01
+    one = zoo.toy_scores("ring8", ref[:0].new_tensor(data.RING8_MEANS[:1]).repeat(50, 1), ref)
+    assert one["covered"] == 1 and one["balance"] == pytest.approx(math.log(8))
+    with pytest.raises(ValueError, match="ring8"):
+        zoo.toy_scores("moons", ref, ref)
