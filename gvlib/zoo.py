@@ -243,16 +243,16 @@ def toy_scores(toy: str, x: torch.Tensor, ref: torch.Tensor, bandwidth: float = 
 
     if toy not in ("ring8", "grid25"):
         raise ValueError(f"toy must be 'ring8' or 'grid25' (mixtures with known modes), got {toy!r}")
-    centres = torch.tensor(data.RING8_MEANS if toy == "ring8" else data.GRID25_MEANS, dtype=torch.float64)
+    x = x.detach().double()                                    # on x's device, whichever it is
+    centres = torch.tensor(data.RING8_MEANS if toy == "ring8" else data.GRID25_MEANS, dtype=x.dtype, device=x.device)
     s = data.RING8_STD if toy == "ring8" else data.GRID25_STD
-    x = x.detach().double().cpu()
     k = len(centres)
     return {"precision": metrics.high_quality_fraction(x, centres, s),
             "covered": metrics.modes_captured(x, centres, s, min_count=math.ceil(share * len(x) / k)),
             "captured": metrics.modes_captured(x, centres, s),
             "balance": metrics.mode_histogram_kl(x, centres, s),
             "log_p": data.toy_2d_log_prob(toy, x).mean().item(),
-            "mmd2": metrics.mmd2(x.float(), ref.detach().float().cpu(), bandwidth)}
+            "mmd2": metrics.mmd2(x.float(), ref.detach().float().to(x.device), bandwidth)}
 
 
 def toy_baselines(toy: str, n: int, seed: int, box: float) -> dict:
