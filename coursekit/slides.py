@@ -50,7 +50,7 @@ LINE_PX = 1.3 * BODY_PX
 CODE_LINE = 1.3 * CODE_PX / LINE_PX      # a line of code or output, in lines of body text
 CAPACITY = 13.0
 CODE_MAX = 8
-CHARS_PER_LINE = 70
+CHARS_PER_LINE = 80
 CODE_CHARS_PER_LINE = 95
 SLIDE_WIDTH_PX = 1180.0
 FIGURE_MAX_PX = 520                      # figures are scaled to at most this height (CSS below)
@@ -99,11 +99,11 @@ def _text_lines(text: str) -> int:
 
 
 def _md_table_weight(text: str) -> float:
-    """Markdown output (a table, most often): a table row wraps at about 100 characters of 22 px type."""
+    """Markdown output (a table, most often): a table row wraps at about 55 characters (its widest column)."""
     w = 0.5
     for row in text.splitlines():
         if row.startswith("|"):
-            w += 0.3 + CODE_LINE * max(1, math.ceil(len(row) / 100))
+            w += 0.3 + CODE_LINE * max(1, math.ceil(len(row) / 55))
         else:
             w += _md_weight(row)
     return w
@@ -193,7 +193,9 @@ def _sentences(block: str) -> list[str]:
         if s.count("$$") % 2 == 1:
             dmath = not dmath
         ends = s.endswith((".", ":", "$$", ".)")) and not dmath
-        if ends and _md_weight("\n".join(cur)) >= CAPACITY * 0.35:
+        so_far = _md_weight("\n".join(cur))
+        # at a sentence's end once a third of a slide is used; anywhere (a line break) rather than overflow
+        if (ends and so_far >= CAPACITY * 0.35) or (not dmath and so_far >= CAPACITY * 0.8):
             parts.append("\n".join(cur))
             cur = []
     if cur:
@@ -208,7 +210,8 @@ def _split_markdown(text: str) -> list[str]:
     for block in (piece for b in _blocks(text) for piece in _sentences(b)):
         w = _md_weight(block)
         heading = bool(re.match(r"#{1,6} ", block))
-        if not chunks or heading or (weight + w > CAPACITY and not re.match(r"#{1,6} ", chunks[-1][-1])):
+        heading_alone = len(chunks[-1]) == 1 and "\n" not in chunks[-1][0].strip() if chunks else False
+        if not chunks or heading or (weight + w > CAPACITY and not heading_alone):
             chunks.append([block])
             weight = w
         else:
