@@ -10,8 +10,10 @@ The notebooks carry no slide metadata; `SlideLayout` derives it from their struc
   after it (`# NBVAL_CHECK_OUTPUT`) follows as a fragment, so the verdict appears on the next click;
 - whatever would overflow the current slide (long derivations, figures) starts a sub-slide below it;
 - code before the first section (imports, set-up) and widget cells are skipped (their static figure stays);
-  code longer than CODE_MAX lines is collapsed: its output is shown, the code goes to the speaker notes (S),
-  and a collapsed cell without output is skipped.
+  code longer than CODE_MAX lines is collapsed: its output is shown, its code is not (the notebook has it), and a
+  collapsed cell without output is skipped;
+- speaker notes (S) are the author's talking points, from a cell's metadata `speaker_notes` (a string or a list
+  of points; JupyterLab's property inspector edits it): never the hidden code.
 An author overrides any cell: a `slideshow.slide_type` already in its metadata (JupyterLab's property inspector
 writes it, RISE reads it) is kept as it is, and the tags `slides-show-code` / `slides-hide-code` force the code
 on or off.
@@ -36,25 +38,34 @@ import nbformat
 
 from .webassets import DEFAULT_NODE_MODULES, MATHJAX3_CDN, REVEAL_CDN, copy_mathjax, copy_reveal
 
-__all__ = ["layout", "SlideLayout", "exporter", "build", "annotate", "main", "CAPACITY", "CODE_MAX",
+__all__ = ["layout", "SlideLayout", "exporter", "build", "annotate", "main", "speaker_notes", "CAPACITY", "CODE_MAX",
            "SHOW_CODE_TAG", "HIDE_CODE_TAG"]
 
-# A 960 x 700 slide holds about this many lines of body text at the deck's font size (cell weights below).
-CAPACITY = 24.0
+# The deck is 16:9, WIDTH x HEIGHT px (reveal scales it to the screen), with body text at BODY_PX and code and
+# outputs at CODE_PX: sizes a room reads at 1280 x 720. A slide holds about CAPACITY lines of body text (a line is
+# LINE_PX high); the weights below count code, outputs and figures in those lines.
+WIDTH, HEIGHT = 1280, 720
+BODY_PX, CODE_PX = 28, 22
+LINE_PX = 1.3 * BODY_PX
+CODE_LINE = 1.3 * CODE_PX / LINE_PX      # a line of code or output, in lines of body text
+CAPACITY = 13.0
 CODE_MAX = 8
-CHARS_PER_LINE = 70
-LINE_PX = 25.0
-SLIDE_WIDTH_PX = 900.0
+CHARS_PER_LINE = 80
+CODE_CHARS_PER_LINE = 95
+SLIDE_WIDTH_PX = 1180.0
+FIGURE_MAX_PX = 520                      # figures are scaled to at most this height (CSS below)
 SHOW_CODE_TAG = "slides-show-code"
 HIDE_CODE_TAG = "slides-hide-code"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+NOTES_KEY = "speaker_notes"
 ASSETS = "_assets"
 
 
 # ---------------------------------------------------------------------------------------------- weights
 def _md_weight(text: str) -> float:
     w = 0.0
+    dmath = False
     for line in text.splitlines():
         s = line.strip()
         if not s:
@@ -63,6 +74,10 @@ def _md_weight(text: str) -> float:
             w += 2.0
         elif s.startswith("$$") or s.startswith("\\begin") or s.startswith("\\end"):
             w += 2.0
+            if s.count("$$") % 2 == 1:
+                dmath = not dmath
+        elif dmath:
+            w += 1.6 * math.ceil(len(s) / CHARS_PER_LINE)   # a line of display maths: fractions, sums
         else:
             w += math.ceil(len(s) / CHARS_PER_LINE)
     return w
@@ -75,35 +90,75 @@ def _png_height(b64: str) -> float:
         width, height = struct.unpack(">II", head[16:24])
     except struct.error:
         return CAPACITY / 2
-    return height * min(1.0, SLIDE_WIDTH_PX / max(width, 1)) / LINE_PX
+    return min(height * min(1.0, SLIDE_WIDTH_PX / max(width, 1)), FIGURE_MAX_PX) / LINE_PX + 1.0
+
+
+def _text_lines(text: str) -> int:
+    """Displayed lines of monospaced text wrapped at the slide's width (outputs and code wrap, see the CSS)."""
+    return sum(max(1, math.ceil(len(line) / CODE_CHARS_PER_LINE)) for line in text.splitlines())
+
+
+def _md_table_weight(text: str) -> float:
+    """Markdown output (a table, most often): a table row wraps at about 55 characters (its widest column)."""
+    w = 0.5
+    for row in text.splitlines():
+        if row.startswith("|"):
+            w += 0.3 + CODE_LINE * max(1, math.ceil(len(row) / 55))
+        else:
+            w += _md_weight(row)
+    return w
+
+
+def _split_table(out, room: float) -> list:
+    """A markdown table output taller than `room`, as several outputs: the header repeated, the rows shared out."""
+    text = "".join(out["data"]["text/markdown"])
+    rows = text.splitlines()
+    if len(rows) < 3 or not rows[0].startswith("|") or not rows[1].startswith("|"):
+        return [out]
+    head, body = rows[:2], rows[2:]
+    parts, cur = [], []
+    for row in body:
+        if cur and _md_table_weight("\n".join(head + cur + [row])) > room:
+            parts.append(cur)
+            cur = []
+        cur.append(row)
+    parts.append(cur)
+    pieces = []
+    for part in parts:
+        piece = copy.deepcopy(out)
+        piece["data"] = {"text/markdown": "\n".join(head + part) + "\n"}
+        pieces.append(piece)
+    return pieces
 
 
 def _output_weight(out) -> float:
     if out.get("output_type") == "stream":
-        text = "".join(out.get("text", ""))
-        return 0.5 + 0.85 * min(len(text.splitlines()), 14)
+        return 0.5 + CODE_LINE * _text_lines("".join(out.get("text", "")))
     data = out.get("data", {})
     if "image/png" in data:
         return _png_height(data["image/png"])
     if "image/jpeg" in data or "image/svg+xml" in data:
-        return CAPACITY / 2
+        return FIGURE_MAX_PX / LINE_PX
+    if "text/markdown" in data:
+        return _md_table_weight("".join(data["text/markdown"]))
     if "text/html" in data:
-        return 0.85 * min(len("".join(data["text/html"]).splitlines()), 14) + 0.5
+        return CODE_LINE * len("".join(data["text/html"]).splitlines()) + 0.5
     if "text/plain" in data:
-        return 0.5 + 0.85 * min(len("".join(data["text/plain"]).splitlines()), 14)
+        return 0.5 + CODE_LINE * _text_lines("".join(data["text/plain"]))
     return 1.0
 
 
 def _code_weight(cell, show_input: bool) -> float:
     w = sum(_output_weight(o) for o in cell.get("outputs", []))
     if show_input:
-        w += 1.0 + 0.85 * len(cell.source.splitlines())
+        w += 1.2 + CODE_LINE * _text_lines(cell.source)
     return w
 
 
 # ---------------------------------------------------------------------------------------------- splitting
 def _blocks(text: str) -> list[str]:
-    """Paragraphs of a markdown text (split at blank lines outside code fences and $$ blocks); headings alone."""
+    """Paragraphs of a markdown text (split at blank lines outside code fences and $$ blocks); headings and
+    top-level list items each start a block of their own."""
     blocks, cur = [], []
     fence = dmath = False
     for line in text.splitlines():
@@ -112,8 +167,8 @@ def _blocks(text: str) -> list[str]:
             fence = not fence
         elif not fence and s.count("$$") % 2 == 1:
             dmath = not dmath
-        if not fence and not dmath and re.match(r"#{1,6} ", line) and cur:
-            blocks.append("\n".join(cur))
+        if not fence and not dmath and (re.match(r"#{1,6} ", line) or re.match(r"(\*|-|\d+\.) ", line)) and cur:
+            blocks.append("\n".join(cur))   # a heading, and each top-level list item, may start a slide
             cur = []
         if not fence and not dmath and not s:
             if cur:
@@ -126,14 +181,37 @@ def _blocks(text: str) -> list[str]:
     return blocks
 
 
+def _sentences(block: str) -> list[str]:
+    """A paragraph too tall for half a slide, cut between lines where a sentence or a display equation ends (the
+    notebooks wrap their prose by hand, so a line break inside a paragraph is free); short blocks stay whole."""
+    if _md_weight(block) <= CAPACITY * 0.6 or block.lstrip().startswith(("```", "~~~", "|")):
+        return [block]
+    parts, cur, dmath = [], [], False
+    for line in block.splitlines():
+        cur.append(line)
+        s = line.strip()
+        if s.count("$$") % 2 == 1:
+            dmath = not dmath
+        ends = s.endswith((".", ":", "$$", ".)")) and not dmath
+        so_far = _md_weight("\n".join(cur))
+        # at a sentence's end once a third of a slide is used; anywhere (a line break) rather than overflow
+        if (ends and so_far >= CAPACITY * 0.35) or (not dmath and so_far >= CAPACITY * 0.8):
+            parts.append("\n".join(cur))
+            cur = []
+    if cur:
+        parts.append("\n".join(cur))
+    return parts
+
+
 def _split_markdown(text: str) -> list[str]:
     """A markdown cell's text as chunks: a new chunk at each heading, and before a paragraph that would overflow."""
     chunks: list[list[str]] = []
     weight = 0.0
-    for block in _blocks(text):
+    for block in (piece for b in _blocks(text) for piece in _sentences(b)):
         w = _md_weight(block)
         heading = bool(re.match(r"#{1,6} ", block))
-        if not chunks or heading or (weight + w > CAPACITY and not re.match(r"#{1,6} ", chunks[-1][-1])):
+        heading_alone = len(chunks[-1]) == 1 and "\n" not in chunks[-1][0].strip() if chunks else False
+        if not chunks or heading or (weight + w > CAPACITY and not heading_alone):
             chunks.append([block])
             weight = w
         else:
@@ -160,6 +238,89 @@ def _hide_input(cell) -> None:
     cell.metadata.setdefault("transient", {})["remove_source"] = True
 
 
+def speaker_notes(cell) -> str:
+    """The author's talking points for the slide a cell is on: its metadata `speaker_notes` (a string or a list of
+    strings, one point each), or ""."""
+    value = cell.get("metadata", {}).get(NOTES_KEY, "")
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "\n".join(f"- {v.strip()}" for v in value if v.strip())
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _with_speaker_notes(cells: list) -> list:
+    """After each cell that carries speaker notes (and is shown), a notes cell with them; hidden code never is."""
+    out = []
+    for cell in cells:
+        out.append(cell)
+        text = speaker_notes(cell)
+        if text and _slide_type(cell) not in ("skip", "notes"):
+            note = nbformat.v4.new_markdown_cell(text)
+            note.pop("id", None)
+            _set(note, "notes")
+            out.append(note)
+    return out
+
+
+def _truncated(out, lines: int):
+    """A copy of a text output cut to `lines` displayed lines, with a line saying how much the notebook has more."""
+    out = copy.deepcopy(out)
+    key = "text" if out.get("output_type") == "stream" else None
+    text = "".join(out["text"]) if key else "".join(out.get("data", {}).get("text/plain", ""))
+    kept, used = [], 0
+    rows = text.splitlines()
+    for row in rows:
+        n = max(1, math.ceil(len(row) / CODE_CHARS_PER_LINE))
+        if used + n > lines:
+            break
+        kept.append(row)
+        used += n
+    if len(kept) < len(rows):
+        kept.append(f"... ({len(rows) - len(kept)} more lines in the notebook)")
+    if key:
+        out["text"] = "\n".join(kept) + "\n"
+    else:
+        out["data"] = {"text/plain": "\n".join(kept)}
+    return out
+
+
+def _split_outputs(cell, code_max: int) -> list:
+    """A code cell whose input and outputs would overflow a slide, as several cells: the input with the first
+    outputs, then the rest in copies without input, each group within a slide; a text output taller than a slide
+    is cut (the notebook has it whole). Returns [cell] when it fits."""
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    show = (SHOW_CODE_TAG in tags) or (HIDE_CODE_TAG not in tags and len(cell.source.splitlines()) <= code_max)
+    outputs = cell.get("outputs", [])
+    room = CAPACITY - 1.0   # a margin: a figure's displayed height is an estimate
+    if _code_weight(cell, show) <= room or not outputs:
+        return [cell]
+    groups, cur, used = [], [], (_code_weight(cell, True) - sum(_output_weight(o) for o in outputs)) if show else 0.0
+    expanded = []
+    for out in outputs:
+        big = _output_weight(out) > room and "text/markdown" in out.get("data", {})
+        expanded.extend(_split_table(out, room) if big else [out])
+    for out in expanded:
+        w = _output_weight(out)
+        if w > room and ("text" in out or "text/plain" in out.get("data", {})) and "image/png" not in out.get("data", {}):
+            out = _truncated(out, int((room - 0.5) / CODE_LINE))
+            w = _output_weight(out)
+        if (cur or used > 0) and used + w > room:   # the input alone first, when it and this output overflow
+            groups.append(cur)
+            cur, used = [], 0.0
+        cur.append(out)
+        used += w
+    groups.append(cur)
+    pieces = []
+    for k, group in enumerate(groups):
+        piece = copy.deepcopy(cell)
+        piece.outputs = group
+        piece.pop("id", None)
+        if k > 0:
+            _hide_input(piece)
+            piece.metadata["coursekit_continued"] = True
+        pieces.append(piece)
+    return pieces
+
+
 def layout(nb, code_max: int = CODE_MAX, notes: bool = True):
     """A copy of the notebook with slide metadata derived from its structure (see the module's docstring)."""
     nb = copy.deepcopy(nb)
@@ -169,6 +330,9 @@ def layout(nb, code_max: int = CODE_MAX, notes: bool = True):
         nb.metadata["title"] = heading  # the deck's <title>
     cells = []
     for cell in nb.cells:
+        if cell.cell_type == "code" and _slide_type(cell) is None:
+            cells.extend(_split_outputs(cell, code_max))
+            continue
         if cell.cell_type == "markdown" and _slide_type(cell) is None:
             for chunk in _split_markdown(cell.source):
                 piece = copy.deepcopy(cell)
@@ -215,6 +379,8 @@ def layout(nb, code_max: int = CODE_MAX, notes: bool = True):
             continue
         lines = len(cell.source.splitlines())
         show = (SHOW_CODE_TAG in tags) or (HIDE_CODE_TAG not in tags and lines <= code_max)
+        if cell.get("metadata", {}).pop("coursekit_continued", False):
+            show = False   # the rest of a cell's outputs (`_split_outputs`): its input is on the slide before
         if own is None:
             visible_outputs = [o for o in cell.get("outputs", []) if o.get("output_type") != "error"]
             if not in_section or _is_widget(cell) or (not show and not visible_outputs):
@@ -238,11 +404,8 @@ def layout(nb, code_max: int = CODE_MAX, notes: bool = True):
             used = w if own in ("slide", "subslide") else used + w
             after_claim = False
         out.append(cell)
-        if notes and not show and own not in ("skip", "notes") and cell.source.strip():
-            note = nbformat.v4.new_markdown_cell(f"```python\n{cell.source}\n```")
-            note.pop("id", None)
-            _set(note, "notes")
-            out.append(note)
+    if notes:
+        out = _with_speaker_notes(out)
     nb.cells = out
     # fresh ids: split cells would otherwise share one
     for i, cell in enumerate(nb.cells):
@@ -280,9 +443,23 @@ window.MathJax = {
 </script>
 <script defer src="{{ resources.mathjax_url }}"></script>
 <style>
-.reveal section img { max-height: 620px; }
-.reveal .jp-OutputArea-output pre { font-size: 70%; }
-:root { --jp-code-font-size: 15px; }
+/* Sizes for a room (the deck is 1280 x 720, scaled to the screen):
+   body text 28 px, code and outputs 22 px; figures scaled to fit; long lines wrap at spaces, never mid-number. */
+:root { --jp-code-font-size: 22px; --jp-content-font-size1: 28px; --jp-ui-font-size1: 22px; }
+.reveal .slides { text-align: left; }
+.reveal .jp-RenderedHTMLCommon, .reveal .jp-RenderedMarkdown { font-size: 28px !important; line-height: 1.3; }
+.reveal .jp-RenderedHTMLCommon p, .reveal .jp-RenderedHTMLCommon li { font-size: 28px !important; }
+.reveal h1 { font-size: 52px !important; } .reveal h2 { font-size: 44px !important; }
+.reveal h3 { font-size: 36px !important; }
+.reveal section img { max-height: 520px; max-width: 100%; width: auto; height: auto; object-fit: contain; }
+.reveal pre, .reveal code, .reveal .jp-OutputArea-output pre, .reveal .CodeMirror, .reveal .cm-editor,
+.reveal .jp-InputArea-editor, .reveal .highlight pre {
+  font-size: 22px !important; line-height: 1.3 !important; white-space: pre-wrap !important;
+  word-break: normal !important; overflow-wrap: normal !important; box-shadow: none; width: auto; }
+.reveal .jp-InputPrompt, .reveal .jp-OutputPrompt { display: none !important; }
+.reveal table { font-size: 22px !important; width: 100%; max-width: 100%; margin: 0 !important; }
+.reveal table th, .reveal table td { padding: 0.1em 0.2em !important; }
+.reveal mjx-container[display="true"] { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
 /* headings as written: the theme's capitals (loaded after this) would turn log p(x) into LOG P(X) */
 .reveal h1, .reveal h2, .reveal h3 { text-transform: none !important; }
 </style>
@@ -292,17 +469,24 @@ window.MathJax = {
 <script src="{{ resources.reveal.url_prefix }}/plugin/notes/notes.js"></script>
 <script>
 (function () {
-  var height = {{ resources.reveal.height or 700 }};
+  var height = {{ resources.reveal.height or 720 }};
   Reveal.initialize({
     controls: true, progress: true, history: true, center: false,
     transition: "{{ resources.reveal.transition }}", slideNumber: "{{ resources.reveal.number }}",
-    width: {{ resources.reveal.width or 960 }}, height: height, plugins: [RevealNotes]
+    width: {{ resources.reveal.width or 1280 }}, height: height, margin: 0.04, plugins: [RevealNotes]
   });
-  // A (sub-)slide taller than the screen scrolls instead of being clipped.
+  // A display equation wider than the slide is scaled down to fit (MathJax 3 does not break lines); a (sub-)slide
+  // taller than the screen scrolls instead of being clipped (the layout avoids both; a browser test checks it).
   function fit() {
-    if (!{{ resources.reveal.scroll | json_dumps }}) return;
     var s = Reveal.getCurrentSlide();
-    if (s && s.scrollHeight > height * 0.95) {
+    if (!s) return;
+    s.querySelectorAll('mjx-container[display="true"]').forEach(function (m) {
+      if (m.clientWidth > 0 && m.scrollWidth > m.clientWidth + 1) {
+        m.style.fontSize = Math.floor(100 * m.clientWidth / m.scrollWidth) + '%';
+      }
+    });
+    if (!{{ resources.reveal.scroll | json_dumps }}) return;
+    if (s.scrollHeight > height * 0.95) {
       s.style.height = (height * 0.95) + 'px';
       s.style.overflowY = 'auto';
     }
@@ -337,6 +521,8 @@ def exporter(assets: str = "local"):
     c.SlidesExporter.reveal_theme = "white"      # its fonts ship with reveal.js ("simple" imports web fonts)
     c.SlidesExporter.reveal_scroll = True
     c.SlidesExporter.reveal_number = "c/t"
+    c.SlidesExporter.reveal_width = str(WIDTH)
+    c.SlidesExporter.reveal_height = str(HEIGHT)
     c.SlidesExporter.reveal_transition = "slide"
     c.SlidesExporter.exclude_anchor_links = True
     return SlidesExporter(config=c, extra_loaders=[DictLoader({TEMPLATE_NAME: TEMPLATE})],

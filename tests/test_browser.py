@@ -394,3 +394,62 @@ def test_a_slide_deck_renders_equations_and_figures(browser, artifacts, tmp_path
         finally:
             (artifacts / "slides-console.json").write_text(json.dumps(view.errors, indent=1))
             view.close()
+
+
+# Every (sub-)slide of every deck, with all its fragments shown: its content within the 1280 x 720 slide, nothing
+# inside it scrolling sideways, body text at 28 px or more and code, outputs and tables at 22 px or more.
+SLIDE_FIT = """() => {
+  const out = [], H = Reveal.getConfig().height, W = Reveal.getConfig().width;
+  const hs = Reveal.getHorizontalSlides();
+  for (let h = 0; h < hs.length; h++) {
+    const n = Math.max(hs[h].querySelectorAll(':scope > section').length, 1);
+    for (let v = 0; v < n; v++) {
+      Reveal.slide(h, v, 1000);
+      const s = Reveal.getCurrentSlide(), bad = [];
+      if (s.scrollHeight > H + 2) bad.push('taller: ' + s.scrollHeight + ' px');
+      if (s.scrollWidth > W + 2) bad.push('wider: ' + s.scrollWidth + ' px');
+      for (const el of s.querySelectorAll('pre, table, mjx-container, img, .jp-OutputArea-output, .jp-Cell'))
+        if (el.scrollWidth > el.clientWidth + 2) bad.push(el.tagName + ' scrolls sideways');
+      for (const el of s.querySelectorAll('p, li, td, th, pre, code')) {
+        if (!el.offsetParent || !el.textContent.trim() || el.closest('aside.notes, mjx-container')) continue;
+        const code = !!el.closest('pre, code, table, .jp-OutputArea-output, .jp-InputArea');
+        const px = parseFloat(getComputedStyle(el).fontSize);
+        if (px < (code ? 22 : 28) - 0.5) { bad.push(el.tagName + ' at ' + px + ' px'); break; }
+      }
+      if (bad.length) out.push([h, v, bad.slice(0, 3), (s.textContent || '').trim().slice(0, 50)]);
+    }
+  }
+  return {slides: out.length ? out : [], total: Reveal.getTotalSlides()};
+}"""
+
+
+def test_every_slide_of_every_deck_fits_the_screen_at_room_sizes(browser, artifacts, tmp_path_factory):
+    _need_browser()
+    if not (NODE_MODULES / "reveal.js").is_dir():
+        _skip("no local reveal.js and MathJax (make web-assets)")
+    from coursekit.slides import build
+
+    out = tmp_path_factory.mktemp("decks")
+    decks = build(sorted((REPO / "chapters").glob("[0-9][0-9]*_*.ipynb")), out, assets="local",
+                  node_modules=NODE_MODULES)
+    server, base = _static_server(out, artifacts, "decks-server")
+    failures, counted = {}, {}
+    with server:
+        view = Page(browser, 1280, 720)
+        page = view.page
+        try:
+            for deck in decks:
+                page.goto(f"{base}/{deck.name}", wait_until="load")
+                page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=30_000)
+                page.evaluate("() => MathJax.startup.promise")
+                result = page.evaluate(SLIDE_FIT)
+                counted[deck.name] = result["total"]
+                if result["slides"]:
+                    failures[deck.name] = result["slides"]
+            assert view.external == [], f"a deck asked for outside resources: {view.external[:5]}"
+        finally:
+            (artifacts / "decks-fit.json").write_text(json.dumps({"slides": counted, "failures": failures}, indent=1))
+            view.close()
+    assert len(decks) >= 17 and all(n >= 10 for n in counted.values()), counted
+    assert failures == {}, f"slides that do not fit or read too small (h, v, what, text): {json.dumps(failures)[:1500]}"
+

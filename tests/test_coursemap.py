@@ -28,7 +28,8 @@ def _tree(tmp_path):
     (tmp_path / "solutions").mkdir()
     (tmp_path / "chapters" / "00_a.ipynb").write_text(json.dumps(_nb([
         _md("# 00 · First thing\n\nA GAN and its discriminator play a game. More text."),
-        _md("## Later\nThe adversarial loss, then a latent code; its free energy is no energy-based model."),
+        _md("## Later\nThe adversarial loss, then a latent code; its free\nenergy is no energy-based model, and energy\n"
+            "plus entropy is no family either."),
     ])))
     (tmp_path / "chapters" / "00b_c.ipynb").write_text(json.dumps(_nb([_md("# 00b · Split part\n\nThe second half.")])))
     (tmp_path / "chapters" / "11_b.ipynb").write_text(json.dumps(_nb([
@@ -57,7 +58,7 @@ def test_map_of_a_synthetic_course(tmp_path):
     assert (first.exercises, first.points) == (0, 0.0)
     assert (second.exercises, second.points, second.written) == (2, 5.0, 1)
     assert first.mentions["implicit / adversarial (GAN)"] == 3 and first.mentions["latent-variable (VAE)"] == 1
-    assert first.mentions["energy- and score-based"] == 1                 # "free energy" is the ELBO's, not a family
+    assert first.mentions["energy- and score-based"] == 1   # "free energy" (even wrapped) and "energy plus entropy": no family
     assert second.mentions["autoregressive"] == 2
     shares = coursemap.family_shares(entries)
     assert shares.shape == (3, len(coursemap.FAMILIES)) and abs(shares[[0, 2]].sum(1) - 1).max() < 1e-12

@@ -67,8 +67,8 @@ def _chapter():
         _code("z = 2", tags=[slides.HIDE_CODE_TAG]),
         _code("w = 3", _stream("3\n"), slideshow={"slide_type": "notes"}),
         md("### A subsection"),
-        _code("plot()", _image(800, 400)),
-        _code("plot()", _image(800, 400)),
+        _code("plot()", _image(800, 250), speaker_notes=["the left panel is the prior", "then the posterior"]),
+        _code("plot()", _image(800, 250)),
         md("## Summary\n\n- one"),
     ])
 
@@ -92,16 +92,20 @@ def test_set_up_widgets_and_long_code_are_skipped_or_collapsed():
     assert by_source["import gvlib"].metadata["slideshow"]["slide_type"] == "skip"      # before the first section
     assert by_source["interact(f)"].metadata["slideshow"]["slide_type"] == "skip"       # widget: no state to draw
     long_cells = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("x0 = 0")]
-    with_output, without_output, forced = long_cells
+    with_output, without_output, forced, forced_rest = long_cells
     assert with_output.metadata["transient"]["remove_source"] is True                 # collapsed, output kept
     assert with_output.metadata["slideshow"]["slide_type"] != "skip"
     assert without_output.metadata["slideshow"]["slide_type"] == "skip"                # nothing left to show
-    assert "transient" not in forced.metadata                                           # slides-show-code
+    # slides-show-code: 20 lines and their output overflow one slide, so the output follows on the next
+    assert "transient" not in forced.metadata and forced.outputs == []
+    assert forced_rest.metadata["transient"]["remove_source"] is True and forced_rest.outputs[0].text == "shown\n"
+    assert forced_rest.metadata["slideshow"]["slide_type"] == "subslide"
     assert by_source["z = 2"].metadata["slideshow"]["slide_type"] == "skip"             # slides-hide-code, no output
-    # the collapsed code goes to the speaker notes right after its cell
-    i = nb.cells.index(with_output)
-    assert nb.cells[i + 1].metadata["slideshow"]["slide_type"] == "notes"
-    assert "x19 = 19" in nb.cells[i + 1].source
+    # hidden code never goes to the speaker notes: they are the author's talking points only
+    notes = [c for c in nb.cells if c.metadata.get("slideshow", {}).get("slide_type") == "notes" and c.cell_type == "markdown"]
+    assert [n.source for n in notes] == ["- the left panel is the prior\n- then the posterior"]
+    i = nb.cells.index(notes[0])
+    assert nb.cells[i - 1].source == "plot()"
 
 
 def test_an_authors_slide_type_is_kept_and_a_figure_that_overflows_starts_a_subslide():
@@ -153,3 +157,25 @@ def test_a_cdn_deck_and_the_annotated_copies_for_live_slides(tmp_path):
     assert all("slideshow" in c.metadata for c in nb.cells)
     assert not any("transient" in c.metadata for c in nb.cells)
     assert src.read_bytes() != copy.read_bytes()
+
+
+def test_long_prose_tables_and_outputs_are_shared_out_over_slides_that_fit():
+    md = nbformat.v4.new_markdown_cell
+    prose = "\n".join(f"Sentence number {i} of a long paragraph, wrapped by hand as the notebooks are." for i in range(40))
+    table = "| a | b |\n| --- | --- |\n" + "\n".join(f"| row {i} | {'x ' * 30}|" for i in range(40)) + "\n"
+    out_table = nbformat.v4.new_output("display_data", data={"text/markdown": table, "text/plain": "table"})
+    long_stream = _stream("\n".join(f"line {i}" for i in range(200)) + "\n")
+    nb = slides.layout(nbformat.v4.new_notebook(cells=[
+        md("# T"), md("## 1. S\n\n" + prose), _code("show()", out_table), _code("print(lots)", long_stream)]))
+    shown = [c for c in nb.cells if c.metadata.get("slideshow", {}).get("slide_type") not in ("skip", "notes")]
+    for c in shown:   # every piece fits a slide by the layout's own weights
+        w = slides._md_weight(c.source) if c.cell_type == "markdown" else slides._code_weight(c, "transient" not in c.metadata)
+        assert w <= slides.CAPACITY, (w, c.source[:60])
+    prose_pieces = [c for c in shown if c.cell_type == "markdown" and "Sentence number" in c.source]
+    assert len(prose_pieces) >= 3 and "".join(p.source for p in prose_pieces).count("Sentence number") == 40
+    tables = [o for c in shown if c.cell_type == "code" for o in c.outputs if "text/markdown" in o.get("data", {})]
+    assert len(tables) >= 3 and all(t["data"]["text/markdown"].startswith("| a | b |\n| --- | --- |") for t in tables)
+    assert sum(t["data"]["text/markdown"].count("| row ") for t in tables) == 40      # every row, the header repeated
+    streams = [o for c in shown if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "stream"]
+    assert len(streams) == 1 and streams[0].text.rstrip().endswith("more lines in the notebook)")
+
