@@ -167,10 +167,10 @@ exercises: $(STAMP)
 	$(BIN)/coursekit build
 
 execute: $(STAMP)
-	OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(RUN_ENV) $(BIN)/coursekit execute $(NB)
+	$(RUN_ENV) $(BIN)/coursekit execute $(NB)
 
 bench: $(STAMP)
-	$(RUN_ENV) OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(BIN)/coursekit bench $(BENCH_ARGS)
+	$(RUN_ENV) GVLIB_THREADS=2 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(BIN)/coursekit bench $(BENCH_ARGS)
 
 # Every chapter's claims with what each random stream measured (about 15 minutes here): results/claims_over_seeds.md
 CLAIM_OFFSETS ?= 0 1000 2000 7

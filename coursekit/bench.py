@@ -242,8 +242,9 @@ def data_parallel_epoch(device: torch.device, k: int, processes: int, threads: i
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *child]
     with tempfile.TemporaryDirectory(prefix="coursekit-bench-") as reports:
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "GVLIB_QUIET": "1",
-               "COURSEKIT_BENCH_REPORTS": reports}
+        # GVLIB_THREADS too: importing gvlib would otherwise put the child on one thread (the cpu profile's default)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "GVLIB_THREADS": str(threads), "GVLIB_QUIET": "1", "COURSEKIT_BENCH_REPORTS": reports}
         run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
         if run.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}")

@@ -94,23 +94,26 @@ def free_names(code: str, known) -> list[str]:
 
 
 # Modules a test may read from the student's namespace (`import math` in an answer cell, `math.pi` in the test):
-# the test gets the grader's own copy, imported here by name, never the student's object. Only the standard
-# library and the course's own dependencies: a name the student chose cannot make the grader import their file.
-_MODULE_ROOTS = frozenset(getattr(sys, "stdlib_module_names", ())) | {
-    "torch", "numpy", "scipy", "matplotlib", "gvlib", "coursekit"}
+# the test gets the grader's own copy, never the student's object. The module's name comes from the student (a
+# module object's __name__ is theirs to set), so only an exact list of names is honoured: importing an arbitrary
+# standard-library module can have side effects in the grader (`antigravity` opens a browser, `this` prints, a
+# package's `__main__` runs its command line and exits).
+TRUSTED_MODULES = frozenset({
+    "math", "cmath", "random", "statistics", "itertools", "functools", "operator", "collections", "fractions",
+    "decimal", "numbers", "numpy", "numpy.linalg", "numpy.random", "scipy", "scipy.special", "scipy.stats",
+    "scipy.integrate", "scipy.linalg", "torch", "torch.nn", "torch.nn.functional", "torch.distributions",
+    "torch.linalg", "torch.special", "gvlib", "gvlib.distributions", "gvlib.bounds", "gvlib.data"})
 
 
 def trusted_module(name):
-    """The grader's import of module `name` when it is one a test may use, else None."""
+    """The grader's own import of module `name` when it is in TRUSTED_MODULES, else None."""
     import importlib
 
-    if not isinstance(name, str) or len(name) > 100 or not all(p.isidentifier() for p in name.split(".")):
-        return None
-    if name.split(".")[0] not in _MODULE_ROOTS:
+    if not isinstance(name, str) or name not in TRUSTED_MODULES:
         return None
     try:
         return importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - not importable here: the test sees the usual TypeError
+    except BaseException:  # noqa: BLE001 - whatever an import does, the grader goes on: the test sees the TypeError
         return None
 
 

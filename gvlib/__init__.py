@@ -22,7 +22,8 @@ __version__ = "0.2.0"
 PROFILES = ("cpu", "full")
 _DEVICE_NAMES = ("cpu", "cuda", "mps")
 
-__all__ = ["get_device", "seed_everything", "seed_offset", "generator", "profile", "by_profile", "PROFILES"]
+__all__ = ["get_device", "seed_everything", "seed_offset", "generator", "profile", "by_profile", "PROFILES",
+           "cpu_threads"]
 _SUBMODULES = ("data", "distributions", "bounds", "models", "train", "plot", "claims", "classifier", "metrics", "zoo",
                "autoregressive", "experiments", "conditional_prior", "draw",
                "ensemble", "hierarchy")
@@ -35,6 +36,26 @@ def __getattr__(name):
 
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'gvlib' has no attribute {name!r}")
+
+
+def cpu_threads() -> int | None:
+    """The number of CPU threads torch gets when gvlib is imported: $GVLIB_THREADS, else 1 in the cpu profile.
+
+    The cpu profile's nets are small, and on them threading costs more than it gains: on a 2-core machine
+    chapter 06 takes 67 s on one thread against 94 s on two, and every chapter ran faster on one thread under
+    nbval than on two under `make execute`. In the full profile (meant for a GPU) torch keeps its own default,
+    and this returns None. Set GVLIB_THREADS=N to choose (N a positive integer), e.g. on a many-core CPU that
+    runs the full profile. An invalid $GVLIB_PROFILE is left for `profile()` to report.
+    """
+    value = os.environ.get("GVLIB_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"GVLIB_THREADS={value!r} is not a positive integer: unset it, or set it to e.g. 1 or 4")
+        return int(value)
+    try:
+        return 1 if profile() == "cpu" else None
+    except ValueError:
+        return None
 
 
 def _mps_available() -> bool:
@@ -112,3 +133,8 @@ def profile() -> str:
 def by_profile(cpu, full):
     """`cpu` in the cpu profile and `full` in the full one: `epochs = by_profile(cpu=20, full=500)`."""
     return full if profile() == "full" else cpu
+
+
+_threads = cpu_threads()
+if _threads is not None and torch.get_num_threads() != _threads:
+    torch.set_num_threads(_threads)

@@ -26,6 +26,7 @@ __all__ = ["FAMILIES", "CourseEntry", "find_course_root", "course_map", "map_mar
 FAMILIES = {
     "latent-variable (VAE)": r"\blatent|\bVAEs?\b|\bELBO\b|\bencoder",
     "autoregressive": r"autoregressive|PixelCNN|WaveNet|\bPixelRNN",
+    "flows (not in this course)": r"normali[sz]ing flows?|\bRealNVP\b|\bGlow\b|\bflows \(not",
     "implicit / adversarial (GAN)": r"\bGANs?\b|adversarial|discriminator",
     "energy- and score-based": r"energy-based|(?<!free )\benergy\b|\bRBMs?\b|Boltzmann|score matching|score-based|score of the data|diffusion",
 }

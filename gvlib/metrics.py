@@ -188,27 +188,59 @@ def _parzen_per_row(samples: torch.Tensor, x: torch.Tensor, sigma: float) -> tor
     return out
 
 
-def parzen_log_likelihood(samples: torch.Tensor, x: torch.Tensor, sigma: float) -> float:
-    """Mean over rows of x (m, d) of log((1/n) sum_j N(x_i; samples_j, sigma^2 I)), samples (n, d), in nats.
+def _bernoulli_parzen_per_row(samples: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """log (1/n) sum_j prod_d Bernoulli(x_id; eps + (1 - 2 eps) samples_jd) for every row of x: -> (rows,) float64."""
+    n = samples.shape[0]
+    p = eps + (1 - 2 * eps) * samples                     # each kernel's pixel probabilities, in [eps, 1 - eps]
+    log_p, log_q = torch.log(p).T, torch.log1p(-p).T      # (d, n)
+    out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+    step = _blocks(x.shape[0], n, 1)
+    for i in range(0, x.shape[0], step):
+        rows = x[i:i + step]
+        out[i:i + step] = _logsumexp_rows(rows @ log_p + (1 - rows) @ log_q).double() - math.log(n)
+    return out
 
-    The Gaussian kernel density estimate of Breuleux et al. (2011) built on a model's samples and scored on data;
-    computed with logsumexp (stable for any sigma > 0) in blocks, in the inputs' dtype (pass float64 for 1e-12 accuracy).
+
+PARZEN_KERNELS = ("gaussian", "bernoulli")
+
+
+def parzen_log_likelihood(samples: torch.Tensor, x: torch.Tensor, sigma: float, kernel: str = "gaussian") -> float:
+    """Mean over rows of x (m, d) of log((1/n) sum_j k(x_i | samples_j)), samples (n, d), in nats.
+
+    kernel="gaussian" (Breuleux et al. 2011, as the GSN and GAN papers used it): k = N(x; sample, sigma^2 I), a
+    density on R^d, whose value on binary images is not a probability and cannot be compared with a model's
+    log-probability. kernel="bernoulli": k(x | s) = prod_d Bernoulli(x_d; sigma + (1 - 2 sigma) s_d), each pixel
+    of the sample flipped with probability sigma in (0, 1/2]; a probability mass function on {0, 1}^d, so the
+    estimate is a log-probability of binary x (which it requires), comparable with an RBM's or a VAE's; samples
+    may be grey (k-means centres), each pixel in [0, 1]. Computed with logsumexp in blocks, in the inputs' dtype
+    (pass float64 for 1e-12 accuracy).
     """
-    sigma = positive_number("sigma (the Parzen window's bandwidth)", sigma)
+    if kernel not in PARZEN_KERNELS:
+        raise ValueError(f"unknown Parzen kernel {kernel!r}: expected one of {PARZEN_KERNELS}")
+    sigma = positive_number("sigma (the Parzen window's bandwidth or flip probability)", sigma)
     samples = _points("samples", samples)
     x = _points("x", x, d=samples.shape[1])
     _same_device(samples=samples, x=x)
     samples, x = _common_dtype(samples, x)
-    return _parzen_per_row(samples, x, sigma).mean().item()
+    if kernel == "gaussian":
+        return _parzen_per_row(samples, x, sigma).mean().item()
+    if sigma > 0.5:
+        raise ValueError(f"the Bernoulli kernel's flip probability must be in (0, 1/2], got {sigma}")
+    if not bool(((x == 0) | (x == 1)).all()):
+        raise ValueError("the Bernoulli kernel scores binary data: every entry of x must be 0 or 1")
+    if not bool(((samples >= 0) & (samples <= 1)).all()):
+        raise ValueError("the Bernoulli kernel needs samples with every entry in [0, 1]")
+    return _bernoulli_parzen_per_row(samples, x, sigma).mean().item()
 
 
-def parzen_select_sigma(samples: torch.Tensor, x_valid: torch.Tensor, sigmas: Sequence[float]) -> tuple[float, list]:
-    """The sigma of `sigmas` with the highest parzen_log_likelihood(samples, x_valid, sigma), and every score (list)."""
+def parzen_select_sigma(samples: torch.Tensor, x_valid: torch.Tensor, sigmas: Sequence[float],
+                        kernel: str = "gaussian") -> tuple[float, list]:
+    """The sigma of `sigmas` with the highest parzen_log_likelihood(samples, x_valid, sigma, kernel), and every score."""
     if isinstance(sigmas, (str, bytes)) or not hasattr(sigmas, "__len__") or len(sigmas) == 0:
         raise ValueError(f"sigmas must be a non-empty sequence of positive numbers, got {sigmas!r}")
     if not all(isinstance(s, numbers.Real) for s in sigmas):
         raise ValueError(f"sigmas must be a non-empty sequence of positive numbers, got {sigmas!r}")
-    scores = [parzen_log_likelihood(samples, x_valid, float(s)) for s in sigmas]
+    scores = [parzen_log_likelihood(samples, x_valid, float(s), kernel) for s in sigmas]
     best = max(range(len(scores)), key=lambda i: scores[i])
     return float(sigmas[best]), scores
 

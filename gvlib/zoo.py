@@ -7,7 +7,7 @@
 - `RBM`: M binary restricted Boltzmann machines, E(v, h) = -b.v - c.h - v.W h, with their conditionals, free
   energy, block Gibbs sampling and the CD-k gradient.
 - Denoising autoencoders and generative stochastic networks: `gaussian_corrupt`, `salt_and_pepper`, `gsn_chain`.
-- GANs: `minibatch_std`, the feature that lets a discriminator see the spread of a batch (Karras et al. 2018).
+- GANs: `minibatch_std`, per-feature batch spreads that let a discriminator see a collapsed batch (after Salimans et al. 2016).
 - `draw_batches`: a mini-batch per member from M data pools.
 
 The losses and update rules are written out in chapter 08; this module holds what later work reuses.
@@ -221,7 +221,9 @@ def minibatch_std(x: torch.Tensor) -> torch.Tensor:
     """x (M, B, d) with the batch's standard deviation of each feature appended to every row: -> (M, B, 2d).
 
     A discriminator fed this sees how spread out a batch is, so a generator that puts every sample in one mode
-    is caught (Karras et al. 2018's simplification of minibatch discrimination, Salimans et al. 2016).
+    is caught. This per-feature version is a simplification of minibatch discrimination (Salimans et al. 2016);
+    Karras et al. (2018) go further and average the standard deviations over features and locations into a
+    single extra feature.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[1] < 2:
         raise ValueError(f"x must have shape (M, batch >= 2, d), got "
@@ -241,16 +243,16 @@ def toy_scores(toy: str, x: torch.Tensor, ref: torch.Tensor, bandwidth: float = 
 
     if toy not in ("ring8", "grid25"):
         raise ValueError(f"toy must be 'ring8' or 'grid25' (mixtures with known modes), got {toy!r}")
-    centres = torch.tensor(data.RING8_MEANS if toy == "ring8" else data.GRID25_MEANS, dtype=torch.float64)
+    x = x.detach().double()                                    # on x's device, whichever it is
+    centres = torch.tensor(data.RING8_MEANS if toy == "ring8" else data.GRID25_MEANS, dtype=x.dtype, device=x.device)
     s = data.RING8_STD if toy == "ring8" else data.GRID25_STD
-    x = x.detach().double().cpu()
     k = len(centres)
     return {"precision": metrics.high_quality_fraction(x, centres, s),
             "covered": metrics.modes_captured(x, centres, s, min_count=math.ceil(share * len(x) / k)),
             "captured": metrics.modes_captured(x, centres, s),
             "balance": metrics.mode_histogram_kl(x, centres, s),
             "log_p": data.toy_2d_log_prob(toy, x).mean().item(),
-            "mmd2": metrics.mmd2(x.float(), ref.detach().float().cpu(), bandwidth)}
+            "mmd2": metrics.mmd2(x.float(), ref.detach().float().to(x.device), bandwidth)}
 
 
 def toy_baselines(toy: str, n: int, seed: int, box: float) -> dict:

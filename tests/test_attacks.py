@@ -637,9 +637,14 @@ def test_module_answers(course_dir):
     _expect(o, answer=0)
     assert "neither data nor a function" in o.payload["exercises"][3]["error"]
     _expect(_attack(course_dir, "an answer that is a real module", {"answer": "import math as answer"}), answer=0)
+    # a module object named after a package's command line: importing that in the grader would run it and exit
+    o = _attack(course_dir, "a module named coursekit.__main__", {
+        "answer": "import types\nanswer = types.ModuleType('coursekit.__main__')"})
+    _expect(o, answer=0)
+    assert "neither data nor a function" in o.payload["exercises"][3]["error"]
 
 
-def test_trusted_module_imports_only_known_roots(tmp_path, monkeypatch):
+def test_trusted_module_imports_only_listed_names(tmp_path, monkeypatch):
     from coursekit.runner import trusted_module
 
     import math
@@ -649,6 +654,13 @@ def test_trusted_module_imports_only_known_roots(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("plantedmod", "torch..x", "", "math; import os", 3, "x" * 200, "numpy.not_a_module_here"):
         assert trusted_module(name) is None, name
+    # standard-library or course modules with side effects on import are not on the list, and are never imported
+    import sys
+    for name in ("antigravity", "this", "coursekit.__main__", "venv.__main__", "unittest.__main__", "gvlib._validate",
+                 "os", "subprocess", "importlib"):
+        fresh = name not in sys.modules
+        assert trusted_module(name) is None, name
+        assert not fresh or name not in sys.modules, f"{name} was imported"
 
 
 # ------------------------------------------------------------------------------------------------ --no-sandbox

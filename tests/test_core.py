@@ -1,7 +1,10 @@
 """gvlib's top-level helpers: device choice, seeding, profiles, lazy submodules."""
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -149,3 +152,27 @@ def test_the_measured_line_is_masked_for_nbval_and_the_verdict_is_not():
     assert sanitize(a) == sanitize(b)
     assert sanitize(a) != sanitize(a.replace("3 seeds", "2 seeds"))
     assert sanitize("✗ x") != sanitize("✓ x")
+
+
+def _threads_after_import(env_extra: dict) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("GVLIB_THREADS", "GVLIB_PROFILE")}
+    env.update(env_extra, OMP_NUM_THREADS="2")  # gvlib, not OpenMP's variable, decides in the cpu profile
+    code = "import torch; before = torch.get_num_threads(); import gvlib; print(before, torch.get_num_threads())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_import_sets_one_thread_in_the_cpu_profile_and_obeys_gvlib_threads():
+    run = _threads_after_import({})
+    assert run.returncode == 0, run.stderr
+    before, after = map(int, run.stdout.split())
+    assert (before, after) == (2, 1)
+    run = _threads_after_import({"GVLIB_THREADS": "3"})
+    assert run.returncode == 0 and run.stdout.split()[1] == "3", run.stderr
+    run = _threads_after_import({"GVLIB_PROFILE": "full"})  # the full profile keeps torch's own choice
+    assert run.returncode == 0 and run.stdout.split() == ["2", "2"], run.stderr
+
+
+def test_bad_gvlib_threads_is_a_clear_error():
+    for bad in ("0", "-2", "two", "1.5"):
+        run = _threads_after_import({"GVLIB_THREADS": bad})
+        assert run.returncode != 0 and "GVLIB_THREADS" in run.stderr and "positive integer" in run.stderr, bad

@@ -180,6 +180,44 @@ def test_parzen_in_blocks_and_sigma_selection(monkeypatch):
     assert best == sigmas[int(np.argmax(scores))] and best not in (0.01, 10.0)
 
 
+def test_bernoulli_parzen_is_a_pmf_and_matches_torch_distributions(monkeypatch):
+    g = rng(5)
+    d = 4
+    grid = torch.tensor([[(k >> j) & 1 for j in range(d)] for k in range(2 ** d)], dtype=torch.float64)
+    for samples in (torch.bernoulli(torch.full((7, d), 0.4, dtype=torch.float64), generator=g),   # binary samples
+                    torch.rand(5, d, generator=g, dtype=torch.float64)):                         # grey centres
+        for eps in (0.01, 0.2, 0.5):
+            per_x = torch.tensor([metrics.parzen_log_likelihood(samples, v[None], eps, kernel="bernoulli")
+                                  for v in grid])
+            assert torch.logsumexp(per_x, 0).item() == pytest.approx(0.0, abs=1e-12)   # sums to 1 over {0,1}^d
+            mix = torch.distributions.MixtureSameFamily(
+                torch.distributions.Categorical(probs=torch.full((len(samples),), 1 / len(samples), dtype=torch.float64)),
+                torch.distributions.Independent(torch.distributions.Bernoulli(probs=eps + (1 - 2 * eps) * samples), 1))
+            assert metrics.parzen_log_likelihood(samples, grid, eps, kernel="bernoulli") == pytest.approx(
+                mix.log_prob(grid).mean().item(), rel=1e-12)
+    # at eps = 1/2 every kernel is the uniform pmf: -d log 2 whatever the samples
+    assert metrics.parzen_log_likelihood(samples, grid, 0.5, kernel="bernoulli") == pytest.approx(-d * math.log(2))
+    # blocks, and the flip probability chosen on validation data
+    x = torch.bernoulli(torch.full((60, d), 0.3, dtype=torch.float64), generator=g)
+    whole = metrics.parzen_log_likelihood(samples, x, 0.1, kernel="bernoulli")
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 40)
+    assert metrics.parzen_log_likelihood(samples, x, 0.1, kernel="bernoulli") == pytest.approx(whole, rel=1e-13)
+    best, scores = metrics.parzen_select_sigma(samples, x, [0.05, 0.1, 0.3], kernel="bernoulli")
+    assert best == [0.05, 0.1, 0.3][int(np.argmax(scores))]
+
+
+def test_bernoulli_parzen_refuses_what_it_cannot_score():
+    s, x = torch.rand(5, 3), torch.bernoulli(torch.full((4, 3), 0.5))
+    with pytest.raises(ValueError, match="binary data"):
+        metrics.parzen_log_likelihood(s, x + 0.1, 0.1, kernel="bernoulli")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.parzen_log_likelihood(s * 2, x, 0.1, kernel="bernoulli")
+    with pytest.raises(ValueError, match=r"\(0, 1/2\]"):
+        metrics.parzen_log_likelihood(s, x, 0.7, kernel="bernoulli")
+    with pytest.raises(ValueError, match="unknown Parzen kernel"):
+        metrics.parzen_log_likelihood(s, x, 0.1, kernel="laplace")
+
+
 # --------------------------------------------------------------------------------------------------
 # bad input
 # --------------------------------------------------------------------------------------------------
