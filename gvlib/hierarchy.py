@@ -1,12 +1,15 @@
-"""Diagnostics of hierarchical VAEs (chapter 06): per-unit rates, and what each layer of an encoded image carries."""
+"""Diagnostics of hierarchical VAEs (chapter 06): per-unit rates, what each layer of an encoded image carries, and two
+variants of the top-down model (features fed up the ladder; batch normalisation) for one-factor controls."""
 from __future__ import annotations
 
 import torch
 
 from gvlib.distributions import reparameterize
-from gvlib.models import HierarchicalVAE, precision_weighted
+from torch import nn
 
-__all__ = ["unit_rates", "vary_one_layer"]
+from gvlib.models import HierarchicalVAE, _split, apply_flat, mlp, precision_weighted
+
+__all__ = ["unit_rates", "vary_one_layer", "FeatureLadderVAE", "BatchNormLadderVAE"]
 
 
 def _per_unit_kl(mu_q, lv_q, mu_p=None, lv_p=None):
@@ -68,3 +71,57 @@ def vary_one_layer(model: HierarchicalVAE, x: torch.Tensor, keep: int, n: int) -
                 mu, lv = precision_weighted(*ups[l], mu, lv)             # q(h^{l+1} | h^{l+2}, x)
             h = reparameterize(mu, lv)
         return model.pixels(model.decode(h))
+
+
+# ============================================================================================== ladder variants
+class FeatureLadderVAE(HierarchicalVAE):
+    """Top-down inference with Sonderby et al.'s bottom-up path: net l reads net l-1's last hidden features d_{l-1}.
+
+    `HierarchicalVAE(inference="top_down")` feeds net l the mean mu^_{l-1} (d_{l-1} numbers); here the deterministic
+    pass is d_l = MLP_l(d_{l-1}) (d_0 = x) and (mu^_l, logvar^_l) = Linear_l(d_l). Everything else (precision-weighted
+    merge with p(h^l | h^{l+1}), the generative model, rates) is the parent's. Same arguments as HierarchicalVAE."""
+
+    def __init__(self, x_dim: int = 64, layers=(((64, 64), 16), ((32, 32), 8)), **kwargs):
+        if kwargs.setdefault("inference", "top_down") != "top_down":
+            raise ValueError(f"FeatureLadderVAE infers top-down; got inference={kwargs['inference']!r}")
+        super().__init__(x_dim, layers, **kwargs)
+        for l in range(1, self.n_layers):                              # net l reads the hidden features below
+            hidden, d = self.layers[l]
+            self.recognition[l] = mlp([self.layers[l - 1][0][-1], *hidden, 2 * d], self.config.activation)
+
+    def _bottom_up_pass(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """[(mu^_l, logvar^_l)] bottom first, each (batch, d_l); net l is fed net l-1's last hidden layer."""
+        out, inp = [], x
+        for net in self.recognition:
+            features = apply_flat(net[:-1], inp)                       # (batch, last hidden size)
+            out.append(_split(apply_flat(net[-1], features)))
+            inp = features
+        return out
+
+
+def _batch_statistics_only(net: nn.Module) -> nn.Module:
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm1d):                              # no running averages: vmap-safe, no buffers
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
+    return net
+
+
+class BatchNormLadderVAE(HierarchicalVAE):
+    """The top-down model of `HierarchicalVAE(inference="top_down")` with batch normalisation after every hidden Linear
+    of every net (recognition, priors, decoder), as Sonderby et al. train theirs.
+
+    The normalisation always uses the statistics of the batch it is given (no running averages, in train and eval
+    mode alike), so a score depends on the batch: evaluate on a whole test set at once. Same arguments as
+    HierarchicalVAE."""
+
+    def __init__(self, x_dim: int = 64, layers=(((64, 64), 16), ((32, 32), 8)), **kwargs):
+        if kwargs.setdefault("inference", "top_down") != "top_down":
+            raise ValueError(f"BatchNormLadderVAE infers top-down; got inference={kwargs['inference']!r}")
+        super().__init__(x_dim, layers, **kwargs)
+        act, dims, L = self.config.activation, self.latent_dims, self.layers
+        for l, (hidden, d) in enumerate(L):
+            self.recognition[l] = _batch_statistics_only(mlp([x_dim if l == 0 else dims[l - 1], *hidden, 2 * d], act, True))
+        self.decoder = _batch_statistics_only(mlp([dims[0], *L[0][0][::-1], x_dim], act, True))
+        for l in range(len(L) - 1):
+            self.priors[l] = _batch_statistics_only(mlp([dims[l + 1], *L[l + 1][0][::-1], 2 * dims[l]], act, True))

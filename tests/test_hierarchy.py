@@ -51,3 +51,37 @@ def test_vary_one_layer_contract():
         vary_one_layer(m, x, keep=3, n=2)
     with pytest.raises(ValueError, match="top-down"):
         vary_one_layer(HierarchicalVAE(D, [((8,), 3), ((6,), 2)]), x, keep=1, n=2)
+
+
+def test_feature_ladder_feeds_hidden_features_and_keeps_closed_form_rates():
+    from gvlib.hierarchy import FeatureLadderVAE
+    gvlib.seed_everything(0)
+    m = FeatureLadderVAE(D, [((8, 7), 3), ((6,), 2)])
+    assert m.recognition[1][0].in_features == 7                       # net 2 reads net 1's last hidden layer
+    x = _x()
+    with torch.no_grad():
+        ups = m._bottom_up_pass(x)
+        feats = m.recognition[0][:-1](x)
+        assert torch.allclose(ups[1][0], m.recognition[1](feats).chunk(2, -1)[0])
+        terms = m.layer_terms(x[:3], k=4000)
+        _, rates = m.rates(x[:3].repeat(4000, 1))
+    for l in range(2):                                                 # Monte Carlo terms average to the closed-form KLs
+        mc, cf = -terms[l + 1].mean(0), rates[l].view(4000, 3).mean(0)
+        assert torch.allclose(mc, cf, atol=0.15), (l, mc, cf)
+    with pytest.raises(ValueError, match="top-down"):
+        FeatureLadderVAE(D, [((8,), 3), ((6,), 2)], inference="bottom_up")
+
+
+def test_batch_norm_ladder_normalises_every_hidden_layer_with_batch_statistics():
+    from gvlib.hierarchy import BatchNormLadderVAE
+    gvlib.seed_everything(0)
+    m = BatchNormLadderVAE(D, [((8,), 3), ((6,), 2)]).eval()
+    bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm1d)]
+    assert len(bns) == 4 and all(b.running_mean is None for b in bns)
+    x = _x()
+    with torch.no_grad():
+        h = m.recognition[0][:2](x)                                    # Linear + BatchNorm, in eval mode
+    assert h.mean(0).abs().max() < 1e-5 and (h.std(0, unbiased=False) - 1).abs().max() < 1e-3
+    assert list(m.state_dict()) == [k for k in m.state_dict() if "running" not in k]
+    rec, rates = m.rates(x)
+    assert rec.shape == (30,) and all(r.shape == (30,) and (r >= -1e-6).all() for r in rates)
