@@ -156,7 +156,7 @@ def test_the_measured_line_is_masked_for_nbval_and_the_verdict_is_not():
 
 def _threads_after_import(env_extra: dict) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("GVLIB_THREADS", "GVLIB_PROFILE")}
-    env.update(env_extra, OMP_NUM_THREADS="2")  # gvlib, not OpenMP's variable, decides in the cpu profile
+    env.update(env_extra, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")  # gvlib, not these variables, decides in cpu
     code = "import torch; before = torch.get_num_threads(); import gvlib; print(before, torch.get_num_threads())"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
 
