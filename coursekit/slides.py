@@ -48,7 +48,7 @@ WIDTH, HEIGHT = 1280, 720
 BODY_PX, CODE_PX = 28, 22
 LINE_PX = 1.3 * BODY_PX
 CODE_LINE = 1.3 * CODE_PX / LINE_PX      # a line of code or output, in lines of body text
-CAPACITY = 13.0
+CAPACITY = 12.5
 CODE_MAX = 8
 CHARS_PER_LINE = 80
 CODE_CHARS_PER_LINE = 95
@@ -195,7 +195,7 @@ def _sentences(block: str) -> list[str]:
         ends = s.endswith((".", ":", "$$", ".)")) and not dmath
         so_far = _md_weight("\n".join(cur))
         # at a sentence's end once a third of a slide is used; anywhere (a line break) rather than overflow
-        if (ends and so_far >= CAPACITY * 0.35) or (not dmath and so_far >= CAPACITY * 0.8):
+        if (ends and so_far >= CAPACITY * 0.35) or (not dmath and so_far >= CAPACITY * 0.7):
             parts.append("\n".join(cur))
             cur = []
     if cur:
@@ -211,7 +211,7 @@ def _split_markdown(text: str) -> list[str]:
         w = _md_weight(block)
         heading = bool(re.match(r"#{1,6} ", block))
         heading_alone = len(chunks[-1]) == 1 and "\n" not in chunks[-1][0].strip() if chunks else False
-        if not chunks or heading or (weight + w > CAPACITY and not heading_alone):
+        if not chunks or heading or (weight + 0.4 + w > CAPACITY and not heading_alone):
             chunks.append([block])
             weight = w
         else:
