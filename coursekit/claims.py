@@ -77,11 +77,14 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def report(results: dict, offsets: list[int]) -> str:
+def report(results: dict, offsets: list[int], portable: bool = True) -> str:
     """Markdown: per notebook, a row per claim (in the order of the first offset's run), a column per offset."""
+    kernels = ("ATen's portable kernels (`ATEN_CPU_CAPABILITY=default`, as `make test-portable` runs them), so offset "
+               "0 can differ from the committed notebook, executed with this CPU's kernels, where training is chaotic "
+               "(chapter 08's GANs)" if portable else "this CPU's ATen kernels")
     lines = ["# Claims over random streams", "",
-             f"Each notebook executed with `GVLIB_SEED_OFFSET` = {', '.join(map(str, offsets))}; a cell holds the "
-             "verdict (✓ held, ✗ failed, – not reached) and what that run measured.", ""]
+             f"Each notebook executed with `GVLIB_SEED_OFFSET` = {', '.join(map(str, offsets))} and {kernels}; a cell "
+             "holds the verdict (✓ held, ✗ failed, – not reached) and what that run measured.", ""]
     for name, runs in results.items():
         lines += [f"## {name}", ""]
         for off in offsets:
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += bool(bad or error)
             print(f"{nb} offset {off}: {len(claims)} claims, {bad} failed, {seconds:.0f} s"
                   + (f", error: {error}" if error else ""), file=sys.stderr, flush=True)
-    text = report(results, args.offsets)
+    text = report(results, args.offsets, not args.native_kernels)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
