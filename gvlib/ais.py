@@ -11,7 +11,6 @@ decoder-based models). The HMC runs in coordinates whitened by q0 (mass matrix d
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -30,8 +29,11 @@ def sigmoid_schedule(T: int, rad: float = 4.0) -> torch.Tensor:
 
 
 def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """log (1/n) sum_i exp(a_i) along dim, computed with logsumexp: (..., n, ...) -> (..., ...)."""
-    return torch.logsumexp(a, dim) - math.log(a.shape[dim])
+    """log (1/n) sum_i exp(a_i) along dim: (..., n, ...) -> (..., ...). It is the IWAE bound of the log-weights a,
+    so it is `bounds.iwae_bound` (one implementation, with its input checks), named for what AIS uses it for."""
+    from gvlib.bounds import iwae_bound
+
+    return iwae_bound(a, dim)
 
 
 def ais_log_weights(log_joint: Callable[[torch.Tensor], torch.Tensor], mu0: torch.Tensor, logvar0: torch.Tensor,
